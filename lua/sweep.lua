@@ -1,0 +1,22 @@
+-- Sweep: evict, oldest heartbeat first, at most ARGV[1] people not seen for heartbeat_ttl_secs.
+-- Reads only the stale end of the heartbeat index, so its cost grows with the ghosts, not the queue.
+-- Idempotent: a person evicted by one instance is no longer in the index for the next.
+-- Returns {evicted, still waiting}, or {-1, 0} when the event no longer exists.
+local ttl = redis.call('HGET', KEYS[1], 'heartbeat_ttl_secs')
+if not ttl then
+  return {-1, 0}
+end
+local cutoff = now_ms() - tonumber(ttl) * 1000
+local ghosts = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, person in ipairs(ghosts) do
+  redis.call('ZREM', KEYS[3], person)
+  redis.call('ZREM', KEYS[4], person)
+  local rec = redis.call('HGET', KEYS[5], person)
+  if rec then
+    redis.call('HSET', KEYS[5], person, 'e' .. string.sub(rec, 2))
+  end
+end
+if #ghosts > 0 then
+  redis.call('HINCRBY', KEYS[6], 'evicted', #ghosts)
+end
+return {#ghosts, redis.call('ZCARD', KEYS[3])}

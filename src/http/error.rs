@@ -1,0 +1,176 @@
+//! The API's error policy, in one place.
+//!
+//! - Inside the library, failures are `thiserror` enums (`StoreError`, `InvalidTicket`, …);
+//!   binaries and background loops use `anyhow`.
+//! - At the HTTP edge everything becomes one [`ApiError`], answered as
+//!   `{"error": {"code": "...", "message": "..."}}` with the status its code implies.
+//!   Codes are fixed: clients branch on them.
+//! - Infrastructure failures are mapped on purpose: store unreachable → 503 `unavailable` with
+//!   `Retry-After`; a request over its time budget → 504 `timeout`. 5xx bodies say nothing
+//!   internal; the cause goes to the log.
+//! - Bad input never changes state and never answers 500.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+/// Seconds a client should wait after a 503 before retrying.
+const UNAVAILABLE_RETRY_SECS: u64 = 2;
+
+/// Every error the API answers.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401: the queue ticket is missing, malformed, forged, expired or no longer valid.
+    #[error("{0}")]
+    InvalidTicket(String),
+    /// 410: the sweeper evicted this person after missed heartbeats.
+    #[error("you were removed from the queue after not checking in for too long")]
+    Evicted,
+    /// 410: this person left the queue.
+    #[error("you left the queue")]
+    Left,
+    /// 404: no such event.
+    #[error("no event with this id")]
+    EventNotFound,
+    /// 403: the event is closed.
+    #[error("the event is closed")]
+    EventClosed,
+    /// 403: the event is scheduled or paused and takes no joins now.
+    #[error("the event is {0} and not accepting new people right now")]
+    EventNotOpen(String),
+    /// 429: too many requests from this client.
+    #[error("too many requests, slow down")]
+    RateLimited {
+        /// Seconds until a retry can succeed.
+        retry_after_secs: u64,
+    },
+    /// 503: the queue reached `max_queue_len`.
+    #[error("the queue is full")]
+    QueueFull,
+    /// 503: the store is unreachable.
+    #[error("the service is temporarily unavailable")]
+    Unavailable,
+    /// 504: the request ran out of time.
+    #[error("the request took too long")]
+    Timeout,
+    /// 400: the request is malformed.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 413: the body is larger than allowed.
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// 422: a field has a value that is not allowed.
+    #[error("{field}: {message}")]
+    InvalidField {
+        /// The field's name (a path for nested fields).
+        field: String,
+        /// Why it is refused.
+        message: String,
+    },
+    /// 401: admin API without the right token.
+    #[error("missing or wrong admin token")]
+    Unauthorized,
+    /// 404: no such route.
+    #[error("no such resource")]
+    NotFound,
+    /// 405: the route exists, the method does not.
+    #[error("method not allowed on this resource")]
+    MethodNotAllowed,
+    /// 500: a bug. The cause was logged.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// The fixed code clients branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidTicket(_) => "invalid_ticket",
+            Self::Evicted => "evicted",
+            Self::Left => "left",
+            Self::EventNotFound => "event_not_found",
+            Self::EventClosed => "event_closed",
+            Self::EventNotOpen(_) => "event_not_open",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::QueueFull => "queue_full",
+            Self::Unavailable => "unavailable",
+            Self::Timeout => "timeout",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::InvalidField { .. } => "invalid_field",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidTicket(_) | Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Evicted | Self::Left => StatusCode::GONE,
+            Self::EventNotFound | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::EventClosed | Self::EventNotOpen(_) => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QueueFull | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::QueueFull | Self::Unavailable | Self::EventNotOpen(_) => {
+                Some(UNAVAILABLE_RETRY_SECS)
+            }
+            _ => None,
+        }
+    }
+
+    /// A 422 naming `field`.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidField {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "store unavailable");
+                Self::Unavailable
+            }
+            StoreError::Protocol(cause) => {
+                tracing::error!(%cause, "unexpected store reply");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code(), "message": self.to_string() });
+        if let Self::InvalidField { field, .. } = &self {
+            error["field"] = json!(field);
+        }
+        let mut response = (self.status(), axum::Json(json!({ "error": error }))).into_response();
+        if let Some(secs) = self.retry_after_secs() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

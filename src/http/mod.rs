@@ -1,0 +1,197 @@
+//! The HTTP edge: the router ([`app`]), serving with graceful shutdown ([`serve`]), and the
+//! middleware every route shares (metrics by matched path, a time budget, JSON errors).
+
+mod admin;
+pub mod error;
+mod extract;
+mod ops;
+mod queue;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::tickets::TicketKeys;
+use error::ApiError;
+
+/// Largest request body accepted (bytes). Every body of this API is a small JSON object.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Time budget of one request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shared state of a gateway instance.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+/// What [`AppState`] holds.
+pub struct AppInner {
+    /// The queue store.
+    pub store: Arc<dyn Store>,
+    /// Queue ticket keys.
+    pub tickets: TicketKeys,
+    /// The admin API's bearer token; `None` refuses every admin call.
+    pub admin_token: Option<SecretString>,
+    /// This instance's metrics.
+    pub metrics: Metrics,
+    /// Per-client limit on joins; `None` when disabled.
+    pub join_limiter: Option<DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state. `join_per_sec_per_client == 0` disables the join limiter.
+    pub fn new(
+        store: Arc<dyn Store>,
+        tickets: TicketKeys,
+        admin_token: Option<SecretString>,
+        join_per_sec_per_client: u32,
+        trusted_proxies: Vec<IpNet>,
+    ) -> Self {
+        let join_limiter = std::num::NonZeroU32::new(join_per_sec_per_client).map(|rate| {
+            // A burst of twice the rate lets a household behind one address join together.
+            let burst = rate.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        Self(Arc::new(AppInner {
+            store,
+            tickets,
+            admin_token,
+            metrics: Metrics::new(),
+            join_limiter,
+            trusted_proxies,
+        }))
+    }
+}
+
+/// The router, without serving: tests call it in process.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/events/{event_id}/join", post(queue::join))
+        .route("/v1/queue/status", get(queue::status))
+        .route("/v1/queue/leave", post(queue::leave))
+        .route(
+            "/admin/v1/events/{event_id}",
+            get(admin::get_event).put(admin::put_event),
+        )
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(time_budget))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves `app` on a bound listener until `shutdown` resolves, then drains open requests for
+/// at most `drain` before returning.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stop_rx = stop_rx;
+    tokio::select! {
+        result = server => result,
+        _ = async {
+            let _ = stop_rx.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(drain).await;
+        } => {
+            tracing::warn!("drain timeout reached, closing remaining connections");
+            Ok(())
+        }
+    }
+}
+
+/// Counts and times every request by its matched route (never the raw URI, which would let
+/// clients mint label values).
+async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .http_latency
+        .with_label_values(&[&route, &method])
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[&route, &method, response.status().as_str()])
+        .inc();
+    response
+}
+
+async fn time_budget(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+/// A safety net: errors produced outside our handlers (405 from the router, a body-limit
+/// rejection) get the API's JSON error body too.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    match status {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed.into_response(),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge.into_response(),
+        StatusCode::NOT_FOUND => ApiError::NotFound.into_response(),
+        s if s.is_client_error() => {
+            ApiError::InvalidRequest(s.canonical_reason().unwrap_or("bad request").into())
+                .into_response()
+        }
+        _ => ApiError::Internal.into_response(),
+    }
+}

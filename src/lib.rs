@@ -1,0 +1,19 @@
+//! Vestibule: a virtual waiting-room queue gateway.
+//!
+//! - [`event`]: events and their valves (state, TTLs, tiers), validated.
+//! - [`store`]: all queue state, behind one trait: Redis (Lua scripts in `lua/`) or in-process.
+//! - [`tickets`]: queue tickets (HMAC JWTs) that any instance sharing the keys accepts.
+//! - [`http`]: the router, handlers, extractors and the error policy.
+//! - [`sweeper`]: evicts ghosts in bounded batches, safely on every instance.
+//! - [`metrics`]: the Prometheus registry of an instance.
+//! - [`config`], [`telemetry`], [`startup`]: configuration, logging and wiring.
+
+pub mod config;
+pub mod event;
+pub mod http;
+pub mod metrics;
+pub mod startup;
+pub mod store;
+pub mod sweeper;
+pub mod telemetry;
+pub mod tickets;

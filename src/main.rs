@@ -1,0 +1,74 @@
+//! The `vestibule` binary: parses the command line, sets up logging, calls the library.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use vestibule::config::GatewayConfig;
+use vestibule::startup;
+
+/// A virtual waiting-room queue gateway.
+#[derive(Debug, Parser)]
+#[command(name = "vestibule", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Everything in one process; creates a `demo` event when the store has none.
+    Run(GatewayConfig),
+    /// The gateway: public and admin API, sweeper.
+    Serve(GatewayConfig),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    vestibule::telemetry::init();
+    match cli.command {
+        Command::Run(config) => gateway(config, true).await,
+        Command::Serve(config) => gateway(config, false).await,
+    }
+}
+
+async fn gateway(config: GatewayConfig, demo: bool) -> anyhow::Result<()> {
+    let state = startup::build_state(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    if demo {
+        if let Some(event) = startup::ensure_demo_event(state.store.as_ref()).await? {
+            println!("\nVestibule is running with a `{event}` event. Try it:\n");
+            println!("  curl -s -X POST http://{addr}/v1/events/{event}/join");
+            println!(
+                "  curl -s http://{addr}/v1/queue/status -H \"Authorization: Bearer <ticket>\""
+            );
+            println!("\nOperators: set VESTIBULE_ADMIN_TOKEN, then");
+            println!("  curl -s http://{addr}/admin/v1/events/{event} -H \"Authorization: Bearer $VESTIBULE_ADMIN_TOKEN\"\n");
+        }
+    }
+    let stop = CancellationToken::new();
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        startup::shutdown_signal().await;
+        signal_stop.cancel();
+    });
+    let interval = Duration::from_millis(config.sweep_interval_ms);
+    startup::run_gateway(state, listener, interval, stop).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,178 @@
+//! All queue state, behind one interface with two implementations that behave the same:
+//! [`redis::RedisStore`] (every multi-step change is one Lua script from `lua/`) and
+//! [`memory::MemoryStore`], the embedded default for a single instance.
+
+pub mod memory;
+pub mod redis;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::event::{EventConfig, EventId, Tier};
+
+/// Extra life given to an event's keys beyond the longest ticket, so nothing expires under a
+/// person who still holds a valid ticket.
+pub const KEY_SLACK_SECS: u64 = 3600;
+
+/// A store failure. Every variant means "the store could not answer", never bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store is unreachable or timed out.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something this code does not understand (a bug or a version skew).
+    #[error("unexpected store reply: {0}")]
+    Protocol(String),
+}
+
+/// Who a person is, and whether the caller named them or the gateway did.
+#[derive(Clone, Debug)]
+pub struct Person {
+    /// The person's id within the event.
+    pub id: String,
+    /// True when the id came from the caller's `user_id`.
+    pub claimed: bool,
+}
+
+/// Where a person stands, as the store records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PersonState {
+    /// In the queue.
+    Waiting,
+    /// Removed by the sweeper after missing heartbeats.
+    Evicted,
+    /// Left on their own.
+    Left,
+}
+
+/// A person's place: what a ticket is made from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// The join sequence: the queue order.
+    pub seq: u64,
+    /// When the place was taken (store clock, unix seconds).
+    pub issued_at: u64,
+    /// When the ticket for this place expires (unix seconds).
+    pub expires_at: u64,
+}
+
+/// A waiting person's standing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Standing {
+    /// 1 + the number of people still waiting ahead.
+    pub position: u64,
+    /// The tier for that position.
+    pub tier: Tier,
+    /// How long to wait before polling again.
+    pub poll_after_ms: u32,
+}
+
+/// The answer to a join.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// A place: new (`created`) or the one the person already had.
+    Placed {
+        /// The place taken.
+        place: Place,
+        /// Where it stands now.
+        standing: Standing,
+        /// False when the person already held this place.
+        created: bool,
+    },
+    /// No such event.
+    NoEvent,
+    /// The event names people itself; a caller-supplied id is refused.
+    ClaimRefused,
+    /// The event does not accept joins in this state.
+    NotOpen(String),
+    /// `max_queue_len` reached.
+    Full,
+}
+
+/// What the store knows of a ticket's holder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusOutcome {
+    /// Waiting, heartbeat refreshed.
+    Waiting(Standing),
+    /// Not waiting any more.
+    Gone(PersonState),
+    /// The store holds no such person (their event's keys drained away).
+    Unknown,
+    /// The person joined again since; this ticket's place is gone.
+    Superseded,
+}
+
+/// The answer to a leave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaveOutcome {
+    /// The person is out of the queue (now or already).
+    Left,
+    /// The sweeper evicted them first.
+    Evicted,
+    /// As in [`StatusOutcome::Unknown`].
+    Unknown,
+    /// As in [`StatusOutcome::Superseded`].
+    Superseded,
+}
+
+/// The result of one sweep batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SweepOutcome {
+    /// `evicted` ghosts removed; `waiting` people remain.
+    Swept {
+        /// Ghosts evicted by this batch.
+        evicted: u64,
+        /// People still waiting after it.
+        waiting: u64,
+    },
+    /// The event no longer exists.
+    NoEvent,
+}
+
+/// Live figures of an event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Figures {
+    /// Waiting now.
+    pub waiting: u64,
+    /// Joins since the event was created.
+    pub joined_total: u64,
+    /// Ghosts evicted.
+    pub evicted_total: u64,
+    /// People who left.
+    pub left_total: u64,
+}
+
+/// The queue store. Implementations must give the same answers for the same calls; the
+/// integration suite runs the same scenarios against each.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Writes an event's valves; returns the new version.
+    async fn put_event(&self, event: &EventId, config: &EventConfig) -> Result<u64, StoreError>;
+    /// Reads an event's valves.
+    async fn get_event(&self, event: &EventId) -> Result<Option<EventConfig>, StoreError>;
+    /// Every event the store knows.
+    async fn list_events(&self) -> Result<Vec<EventId>, StoreError>;
+    /// Takes (or returns the existing) place of a person.
+    async fn join(&self, event: &EventId, person: &Person) -> Result<JoinOutcome, StoreError>;
+    /// Refreshes the heartbeat of the holder of a ticket with `seq` and answers their standing.
+    async fn status(
+        &self,
+        event: &EventId,
+        person: &str,
+        seq: u64,
+    ) -> Result<StatusOutcome, StoreError>;
+    /// Removes the holder of a ticket with `seq` from the queue.
+    async fn leave(
+        &self,
+        event: &EventId,
+        person: &str,
+        seq: u64,
+    ) -> Result<LeaveOutcome, StoreError>;
+    /// Evicts at most `batch` ghosts of an event.
+    async fn sweep(&self, event: &EventId, batch: u32) -> Result<SweepOutcome, StoreError>;
+    /// Live figures of an event.
+    async fn figures(&self, event: &EventId) -> Result<Figures, StoreError>;
+    /// Succeeds when the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,165 @@
+//! Queue tickets: HS256 JWTs signed with a key shared by every gateway instance.
+//!
+//! Tickets are checked on every status poll, by us only, so HMAC (about a microsecond) rather than
+//! a signature (tens of microseconds). A ticket is rebuilt from the place the store records, so
+//! joining again yields byte-for-byte the same ticket.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::event::EventId;
+use crate::store::Place;
+
+/// The claims of a queue ticket. Identifiers are strings (RFC 7519).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketClaims {
+    /// The event.
+    pub ev: String,
+    /// The person.
+    pub sub: String,
+    /// The join sequence: the person's place in the order.
+    pub seq: u64,
+    /// Issued at (unix seconds, store clock).
+    pub iat: u64,
+    /// Expires at (unix seconds).
+    pub exp: u64,
+    /// Unique id of this ticket: event and sequence.
+    pub jti: String,
+}
+
+/// Why a ticket is refused (all answer 401 `invalid_ticket`).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid ticket: {0}")]
+pub struct InvalidTicket(String);
+
+/// Signs and verifies queue tickets.
+pub struct TicketKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl TicketKeys {
+    /// Builds the keys from a shared secret.
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// Loads the secret from `dir/ticket-hmac.key`, creating it on first start. Two instances
+    /// starting at once agree: the key is written aside and linked into place, which fails
+    /// for the loser, who then reads the winner's key.
+    pub fn load_or_create(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("ticket-hmac.key");
+        if !path.exists() {
+            let mut secret = [0u8; 32];
+            rand::fill(&mut secret);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(secret);
+            let temp = dir.join(format!(".ticket-hmac.key.{}", uuid::Uuid::new_v4()));
+            let mut file = std::fs::File::create(&temp)?;
+            file.write_all(encoded.as_bytes())?;
+            file.sync_all()?;
+            restrict_permissions(&temp)?;
+            let linked = std::fs::hard_link(&temp, &path);
+            std::fs::remove_file(&temp)?;
+            match linked {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+        }
+        let encoded = std::fs::read_to_string(&path)?;
+        let secret = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        Ok(Self::from_secret(&secret))
+    }
+
+    /// The ticket for a person's place.
+    pub fn issue(&self, event: &EventId, person: &str, place: &Place) -> String {
+        let claims = TicketClaims {
+            ev: event.to_string(),
+            sub: person.to_owned(),
+            seq: place.seq,
+            iat: place.issued_at,
+            exp: place.expires_at,
+            jti: format!("{event}:{}", place.seq),
+        };
+        // Encoding a struct of strings and integers with an HMAC key cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_default()
+    }
+
+    /// Verifies signature and expiry, and that the event id is well formed.
+    pub fn verify(&self, token: &str) -> Result<(EventId, TicketClaims), InvalidTicket> {
+        let data = jsonwebtoken::decode::<TicketClaims>(token, &self.decoding, &self.validation)
+            .map_err(|e| InvalidTicket(e.to_string()))?;
+        let event = EventId::parse(&data.claims.ev).map_err(|e| InvalidTicket(e.to_owned()))?;
+        Ok((event, data.claims))
+    }
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place() -> Place {
+        let now = jsonwebtoken::get_current_timestamp();
+        Place {
+            seq: 7,
+            issued_at: now,
+            expires_at: now + 600,
+        }
+    }
+
+    #[test]
+    fn the_same_place_gives_the_same_ticket() {
+        let keys = TicketKeys::from_secret(b"secret");
+        let ev = EventId::parse("sale").unwrap();
+        assert_eq!(
+            keys.issue(&ev, "p1", &place()),
+            keys.issue(&ev, "p1", &place())
+        );
+        let (event, claims) = keys.verify(&keys.issue(&ev, "p1", &place())).unwrap();
+        assert_eq!((event.as_str(), claims.seq), ("sale", 7));
+    }
+
+    #[test]
+    fn a_ticket_signed_with_another_key_is_refused() {
+        let ev = EventId::parse("sale").unwrap();
+        let forged = TicketKeys::from_secret(b"other").issue(&ev, "p1", &place());
+        assert!(TicketKeys::from_secret(b"secret").verify(&forged).is_err());
+    }
+
+    #[test]
+    fn two_loads_of_one_directory_share_the_key() {
+        let dir = std::env::temp_dir().join(format!("vst-keys-{}", uuid::Uuid::new_v4()));
+        let a = TicketKeys::load_or_create(&dir).unwrap();
+        let b = TicketKeys::load_or_create(&dir).unwrap();
+        let ev = EventId::parse("sale").unwrap();
+        assert!(b.verify(&a.issue(&ev, "p1", &place())).is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
