@@ -1,0 +1,363 @@
+//! Test harness: isolated Redis servers, gateways on port 0, and typed API helpers.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use vestibule::http::AppState;
+use vestibule::store::memory::MemoryStore;
+use vestibule::store::redis::RedisStore;
+use vestibule::store::Store;
+use vestibule::tickets::TicketKeys;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// How often test gateways sweep.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Which store a test gateway uses.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+/// Writes each scenario once and runs it against every store.
+#[macro_export]
+macro_rules! both_stores {
+    ($($scenario:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::helpers::Backend::Memory).await;
+                }
+            )+
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::helpers::Backend::Redis).await;
+                }
+            )+
+        }
+    };
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vst-{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A `redis-server` child of this test, on its own port, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a throwaway server with AOF on (fsync always), so a restart keeps every write.
+    pub fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            dir: temp_dir("redis"),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a redis-cli command against this server and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli is installed");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A gateway running in this process on a free port.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub keys_dir: PathBuf,
+    stop: CancellationToken,
+    /// Keeps the test's own Redis alive as long as the app.
+    pub redis: Option<RedisServer>,
+}
+
+impl TestApp {
+    /// A gateway with its own store: a fresh in-process store or its own Redis server.
+    pub async fn spawn(backend: Backend) -> Self {
+        let keys_dir = temp_dir("keys");
+        match backend {
+            Backend::Memory => {
+                Self::spawn_with(Arc::new(MemoryStore::default()), keys_dir, None).await
+            }
+            Backend::Redis => {
+                let redis = RedisServer::start();
+                let store = connect(&redis.url()).await;
+                Self::spawn_with(store, keys_dir, Some(redis)).await
+            }
+        }
+    }
+
+    /// A gateway over a given store and keys directory (two instances share both).
+    pub async fn spawn_with(
+        store: Arc<dyn Store>,
+        keys_dir: PathBuf,
+        redis: Option<RedisServer>,
+    ) -> Self {
+        let tickets = TicketKeys::load_or_create(&keys_dir).expect("keys");
+        let state = AppState::new(
+            store,
+            tickets,
+            Some(ADMIN_TOKEN.to_owned().into()),
+            0,
+            vec![],
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        tokio::spawn(vestibule::startup::run_gateway(
+            state,
+            listener,
+            SWEEP_INTERVAL,
+            stop.clone(),
+        ));
+        Self {
+            addr,
+            http: reqwest::Client::new(),
+            keys_dir,
+            stop,
+            redis,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Creates or updates an event through the admin API; panics unless it succeeds.
+    pub async fn put_event(&self, event: &str, valves: Value) -> Value {
+        let response = self.admin_put(event, valves).await;
+        assert!(response.0.is_success(), "admin PUT failed: {response:?}");
+        response.1
+    }
+
+    pub async fn admin_put(&self, event: &str, valves: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .put(self.url(&format!("/admin/v1/events/{event}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&valves)
+            .send()
+            .await
+            .expect("request");
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// An open event whose ghosts are evicted after `ttl_secs`, with polls fast enough for it.
+    pub async fn open_event(&self, event: &str, ttl_secs: u64) {
+        self.put_event(
+            event,
+            json!({"state": "open", "heartbeat_ttl_secs": ttl_secs,
+                   "fast_poll_ms": 250, "slow_poll_ms": (500 * ttl_secs).min(5000)}),
+        )
+        .await;
+    }
+
+    pub async fn figures(&self, event: &str) -> Value {
+        let response = self
+            .http
+            .get(self.url(&format!("/admin/v1/events/{event}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.expect("json")["figures"].clone()
+    }
+
+    /// Joins an event; returns the status code and body.
+    pub async fn join(&self, event: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url(&format!("/v1/events/{event}/join")))
+            .send()
+            .await
+            .expect("request");
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// Joins and returns the ticket, asserting a new place.
+    pub async fn join_ok(&self, event: &str) -> Joined {
+        let (status, body) = self.join(event).await;
+        assert_eq!(status, StatusCode::CREATED, "join failed: {body}");
+        Joined::from(&body)
+    }
+
+    pub async fn status(&self, ticket: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(self.url("/v1/queue/status"))
+            .bearer_auth(ticket)
+            .send()
+            .await
+            .expect("request");
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// The position of a waiting ticket holder; panics if they are not waiting.
+    pub async fn position(&self, ticket: &str) -> u64 {
+        let (status, body) = self.status(ticket).await;
+        assert_eq!(status, StatusCode::OK, "status failed: {body}");
+        body["position"].as_u64().expect("position")
+    }
+
+    pub async fn leave(&self, ticket: &str) -> StatusCode {
+        self.http
+            .post(self.url("/v1/queue/leave"))
+            .bearer_auth(ticket)
+            .send()
+            .await
+            .expect("request")
+            .status()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let _ = std::fs::remove_dir_all(&self.keys_dir);
+    }
+}
+
+pub async fn connect(url: &str) -> Arc<dyn Store> {
+    Arc::new(RedisStore::connect(url).await.expect("redis store"))
+}
+
+/// What a join answered.
+#[derive(Clone, Debug)]
+pub struct Joined {
+    pub ticket: String,
+    pub position: u64,
+    pub seq: u64,
+}
+
+impl From<&Value> for Joined {
+    fn from(body: &Value) -> Self {
+        let ticket = body["ticket"].as_str().expect("ticket").to_owned();
+        Self {
+            seq: claims(&ticket)["seq"].as_u64().expect("seq claim"),
+            position: body["position"].as_u64().expect("position"),
+            ticket,
+        }
+    }
+}
+
+/// The claims of a JWT, read without verifying it.
+pub fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// Polls `check` until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn key_path(dir: &Path) -> PathBuf {
+    dir.join("ticket-hmac.key")
+}

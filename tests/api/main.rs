@@ -1,0 +1,15 @@
+//! The behavioural suite. Each scenario runs against every store (`both_stores!`), each test
+//! with its own store: a fresh in-process store or its own `redis-server` child.
+
+// Tests may panic on the unexpected: that is how they fail.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod errors;
+mod eviction;
+mod faults;
+mod join;
+mod leaks;
+mod scale_out;
+mod tickets;
