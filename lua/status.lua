@@ -1,5 +1,6 @@
--- Status: refresh the caller's heartbeat and answer their exact position, in one round trip.
--- ARGV[1] person id, ARGV[2] the ticket's sequence
+-- Status: refresh the caller's heartbeat, tick the door, and answer their exact position,
+-- in one round trip. ARGV[1] person id, ARGV[2] the ticket's sequence
+-- Returns the standing ({'w', ...}, see lib.lua), {'a', admission_exp_ms}, or {'e'|'l'|'x'|'unknown'|'superseded'}.
 local rec = redis.call('HGET', KEYS[5], ARGV[1])
 if not rec then
   return {'unknown'}
@@ -8,10 +9,16 @@ local st, seq = parse_record(rec)
 if seq ~= ARGV[2] then
   return {'superseded'}
 end
-if st ~= 'w' then
-  return {st}
+local now = now_ms()
+if st == 'w' then
+  redis.call('ZADD', KEYS[4], 'XX', now, ARGV[1])
+  return standing(ARGV[1], now)
 end
-redis.call('ZADD', KEYS[4], 'XX', now_ms(), ARGV[1])
-local position = redis.call('ZRANK', KEYS[3], ARGV[1]) + 1
-local tier, poll = tier_of(position, KEYS[1])
-return {st, position, tier, poll}
+if st == 'a' then
+  local _, adm_exp = parse_admission(rec)
+  if tonumber(adm_exp) <= now then
+    return {'x'}
+  end
+  return {'a', tonumber(adm_exp)}
+end
+return {st}

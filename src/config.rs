@@ -36,4 +36,9 @@ pub struct GatewayConfig {
     /// Joins per second allowed per client address (burst twice that); 0 disables the limit.
     #[arg(long, env = "VESTIBULE_JOIN_RATE_PER_CLIENT", default_value_t = 10)]
     pub join_rate_per_client: u32,
+
+    /// Enter calls per second this instance passes to the store, smoothing bursts (the vip
+    /// tier bypasses it; nobody bypasses the door); 0 disables it.
+    #[arg(long, env = "VESTIBULE_ENTER_RATE", default_value_t = 200)]
+    pub enter_rate: u32,
 }

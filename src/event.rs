@@ -94,7 +94,7 @@ impl Identity {
 }
 
 /// An event's valves, as stored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EventConfig {
     /// Life cycle state.
     pub state: EventState,
@@ -114,6 +114,12 @@ pub struct EventConfig {
     pub fast_poll_ms: u32,
     /// Poll interval of the slow tier.
     pub slow_poll_ms: u32,
+    /// People the door lets in per second (fractions work: 0.5 is one every 2 s; 0 keeps it shut).
+    pub admission_rate: f64,
+    /// Most admitted sessions live at once (admitted, neither redeemed nor expired).
+    pub max_active: u64,
+    /// Lifetime of an admission token, and of the live session it stands for.
+    pub admission_ttl_secs: u32,
     /// Bumped on every change.
     pub version: u64,
 }
@@ -130,6 +136,9 @@ impl Default for EventConfig {
             fast_upto: 50,
             fast_poll_ms: 2000,
             slow_poll_ms: 5000,
+            admission_rate: 1.0,
+            max_active: 100,
+            admission_ttl_secs: 600,
             version: 0,
         }
     }
@@ -149,6 +158,9 @@ pub struct EventUpdate {
     pub fast_upto: Option<u32>,
     pub fast_poll_ms: Option<u32>,
     pub slow_poll_ms: Option<u32>,
+    pub admission_rate: Option<f64>,
+    pub max_active: Option<u64>,
+    pub admission_ttl_secs: Option<u32>,
 }
 
 /// A valve value out of range: the field and why.
@@ -175,6 +187,9 @@ impl EventConfig {
         next.fast_upto = u.fast_upto.unwrap_or(next.fast_upto);
         next.fast_poll_ms = u.fast_poll_ms.unwrap_or(next.fast_poll_ms);
         next.slow_poll_ms = u.slow_poll_ms.unwrap_or(next.slow_poll_ms);
+        next.admission_rate = u.admission_rate.unwrap_or(next.admission_rate);
+        next.max_active = u.max_active.unwrap_or(next.max_active);
+        next.admission_ttl_secs = u.admission_ttl_secs.unwrap_or(next.admission_ttl_secs);
         next.validate()?;
         Ok(next)
     }
@@ -195,6 +210,15 @@ impl EventConfig {
         }
         if !(self.fast_poll_ms..=60_000).contains(&self.slow_poll_ms) {
             return invalid("slow_poll_ms", "must be between fast_poll_ms and 60000");
+        }
+        if !(0.0..=100_000.0).contains(&self.admission_rate) {
+            return invalid("admission_rate", "must be between 0 and 100000 per second");
+        }
+        if !(1..=10_000_000).contains(&self.max_active) {
+            return invalid("max_active", "must be between 1 and 10000000");
+        }
+        if !(2..=86_400).contains(&self.admission_ttl_secs) {
+            return invalid("admission_ttl_secs", "must be between 2 and 86400");
         }
         // A person polling at the slow rate must stay well inside the heartbeat TTL.
         if u64::from(self.heartbeat_ttl_secs) * 1000 < 2 * u64::from(self.slow_poll_ms) {
@@ -229,6 +253,9 @@ impl EventConfig {
             ("fast_upto", self.fast_upto.to_string()),
             ("fast_poll_ms", self.fast_poll_ms.to_string()),
             ("slow_poll_ms", self.slow_poll_ms.to_string()),
+            ("admission_rate", self.admission_rate.to_string()),
+            ("max_active", self.max_active.to_string()),
+            ("admission_ttl_secs", self.admission_ttl_secs.to_string()),
         ]
     }
 
@@ -254,6 +281,9 @@ impl EventConfig {
             fast_upto: num(fields, "fast_upto", d.fast_upto),
             fast_poll_ms: num(fields, "fast_poll_ms", d.fast_poll_ms),
             slow_poll_ms: num(fields, "slow_poll_ms", d.slow_poll_ms),
+            admission_rate: num(fields, "admission_rate", d.admission_rate),
+            max_active: num(fields, "max_active", d.max_active),
+            admission_ttl_secs: num(fields, "admission_ttl_secs", d.admission_ttl_secs),
             version: num(fields, "version", 0),
         }
     }
@@ -301,6 +331,7 @@ mod tests {
             state: EventState::Open,
             heartbeat_ttl_secs: 30,
             identity: Identity::UserId,
+            admission_rate: 0.5,
             ..EventConfig::default()
         };
         let fields = config

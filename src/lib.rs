@@ -3,14 +3,18 @@
 //! - [`event`]: events and their valves (state, TTLs, tiers), validated.
 //! - [`store`]: all queue state, behind one trait: Redis (Lua scripts in `lua/`) or in-process.
 //! - [`tickets`]: queue tickets (HMAC JWTs) that any instance sharing the keys accepts.
+//! - [`admission`]: admission tokens (EdDSA JWTs, JWKS, key rotation) for the sale backend.
+//! - [`keyfiles`]: key files shared through the keys directory.
 //! - [`http`]: the router, handlers, extractors and the error policy.
 //! - [`sweeper`]: evicts ghosts in bounded batches, safely on every instance.
 //! - [`metrics`]: the Prometheus registry of an instance.
 //! - [`config`], [`telemetry`], [`startup`]: configuration, logging and wiring.
 
+pub mod admission;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod keyfiles;
 pub mod metrics;
 pub mod startup;
 pub mod store;

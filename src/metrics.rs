@@ -24,6 +24,8 @@ pub struct Metrics {
     pub queue_waiting: IntGaugeVec,
     /// Ghosts evicted per event by this instance's sweeper.
     pub evicted: IntCounterVec,
+    /// Live admitted sessions per event, as of the last sweep.
+    pub active: IntGaugeVec,
 }
 
 impl Metrics {
@@ -63,11 +65,20 @@ impl Metrics {
             &["event"],
         )
         .expect("valid metric");
+        let active = IntGaugeVec::new(
+            Opts::new(
+                "vestibule_active_sessions",
+                "Admitted sessions live (neither redeemed nor expired), as of the last sweep.",
+            ),
+            &["event"],
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
             Box::new(queue_waiting.clone()),
             Box::new(evicted.clone()),
+            Box::new(active.clone()),
         ] {
             registry.register(metric).expect("unique metric");
         }
@@ -77,6 +88,7 @@ impl Metrics {
             http_latency,
             queue_waiting,
             evicted,
+            active,
         }
     }
 

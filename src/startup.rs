@@ -8,9 +8,10 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{self, AdmissionKeys};
 use crate::config::GatewayConfig;
 use crate::event::{EventConfig, EventId, EventState};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Options};
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::Store;
@@ -40,17 +41,19 @@ pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
     let store = connect_store(config).await?;
     let tickets = TicketKeys::load_or_create(&config.keys_dir)
         .with_context(|| format!("loading keys from {}", config.keys_dir.display()))?;
+    let admissions = AdmissionKeys::load_or_create(&config.keys_dir)
+        .with_context(|| format!("loading admission keys from {}", config.keys_dir.display()))?;
     let admin_token = config.admin_token.clone().map(SecretString::from);
     if admin_token.is_none() {
         tracing::warn!("VESTIBULE_ADMIN_TOKEN unset: the admin API refuses every call");
     }
-    Ok(AppState::new(
-        store,
-        tickets,
+    let options = Options {
         admin_token,
-        config.join_rate_per_client,
-        config.trusted_proxies.clone(),
-    ))
+        join_rate_per_client: config.join_rate_per_client,
+        enter_rate: config.enter_rate,
+        trusted_proxies: config.trusted_proxies.clone(),
+    };
+    Ok(AppState::new(store, tickets, admissions, options))
 }
 
 /// Runs a gateway (API, sweeper) on `listener` until `stop` is cancelled.
@@ -61,11 +64,26 @@ pub async fn run_gateway(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(sweeper::run(state.clone(), sweep_interval, stop.clone()));
+    tokio::spawn(reload_keys(state.clone(), stop.clone()));
     let shutdown = stop.clone().cancelled_owned();
     http::serve(listener, state, shutdown, DRAIN).await?;
     stop.cancel();
     let _ = sweeper.await;
     Ok(())
+}
+
+/// Picks up rotated admission keys without a restart.
+async fn reload_keys(state: AppState, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(admission::RELOAD_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(err) = state.admissions.reload() {
+            tracing::error!(error = %err, "cannot reload admission keys; keeping the old set");
+        }
+    }
 }
 
 /// Creates the `demo` event when the store has no event at all, so a newcomer sees a queue.

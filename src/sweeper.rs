@@ -40,7 +40,15 @@ pub async fn round(app: &AppState) -> Result<(), crate::store::StoreError> {
         let label = [event.as_str()];
         for _ in 0..MAX_BATCHES_PER_ROUND {
             match app.store.sweep(&event, BATCH).await? {
-                SweepOutcome::Swept { evicted, waiting } => {
+                SweepOutcome::Swept {
+                    evicted,
+                    waiting,
+                    active,
+                } => {
+                    app.metrics
+                        .active
+                        .with_label_values(&label)
+                        .set(active as i64);
                     app.metrics
                         .evicted
                         .with_label_values(&label)
@@ -58,6 +66,7 @@ pub async fn round(app: &AppState) -> Result<(), crate::store::StoreError> {
                 }
                 SweepOutcome::NoEvent => {
                     let _ = app.metrics.queue_waiting.remove_label_values(&label);
+                    let _ = app.metrics.active.remove_label_values(&label);
                     break;
                 }
             }

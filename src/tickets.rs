@@ -4,7 +4,6 @@
 //! a signature (tens of microseconds). A ticket is rebuilt from the place the store records, so
 //! joining again yields byte-for-byte the same ticket.
 
-use std::io::Write;
 use std::path::Path;
 
 use base64::Engine;
@@ -57,9 +56,7 @@ impl TicketKeys {
         }
     }
 
-    /// Loads the secret from `dir/ticket-hmac.key`, creating it on first start. Two instances
-    /// starting at once agree: the key is written aside and linked into place, which fails
-    /// for the loser, who then reads the winner's key.
+    /// Loads the secret from `dir/ticket-hmac.key`, creating it on first start.
     pub fn load_or_create(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("ticket-hmac.key");
@@ -67,17 +64,7 @@ impl TicketKeys {
             let mut secret = [0u8; 32];
             rand::fill(&mut secret);
             let encoded = base64::engine::general_purpose::STANDARD.encode(secret);
-            let temp = dir.join(format!(".ticket-hmac.key.{}", uuid::Uuid::new_v4()));
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(encoded.as_bytes())?;
-            file.sync_all()?;
-            restrict_permissions(&temp)?;
-            let linked = std::fs::hard_link(&temp, &path);
-            std::fs::remove_file(&temp)?;
-            match linked {
-                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
-                _ => {}
-            }
+            crate::keyfiles::write_once(dir, "ticket-hmac.key", encoded.as_bytes())?;
         }
         let encoded = std::fs::read_to_string(&path)?;
         let secret = base64::engine::general_purpose::STANDARD
@@ -108,17 +95,6 @@ impl TicketKeys {
         let event = EventId::parse(&data.claims.ev).map_err(|e| InvalidTicket(e.to_owned()))?;
         Ok((event, data.claims))
     }
-}
-
-#[cfg(unix)]
-fn restrict_permissions(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-}
-
-#[cfg(not(unix))]
-fn restrict_permissions(_: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]

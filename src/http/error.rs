@@ -34,6 +34,21 @@ pub enum ApiError {
     /// 404: no such event.
     #[error("no event with this id")]
     EventNotFound,
+    /// 410: the admission expired before it was used.
+    #[error("your admission expired; join the queue again")]
+    AdmissionExpired,
+    /// 425: not yet inside the door's window.
+    #[error("not your turn yet")]
+    NotReady {
+        /// Seconds until a retry may succeed.
+        retry_after_secs: u64,
+    },
+    /// 401: the admission token is missing, forged, expired or for an unknown key.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// 409: the admission was already redeemed.
+    #[error("this admission was already redeemed")]
+    AlreadyRedeemed,
     /// 403: the event is closed.
     #[error("the event is closed")]
     EventClosed,
@@ -90,6 +105,10 @@ impl ApiError {
             Self::InvalidTicket(_) => "invalid_ticket",
             Self::Evicted => "evicted",
             Self::Left => "left",
+            Self::AdmissionExpired => "admission_expired",
+            Self::NotReady { .. } => "not_ready",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::AlreadyRedeemed => "already_redeemed",
             Self::EventNotFound => "event_not_found",
             Self::EventClosed => "event_closed",
             Self::EventNotOpen(_) => "event_not_open",
@@ -110,8 +129,12 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidTicket(_) | Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Evicted | Self::Left => StatusCode::GONE,
+            Self::InvalidTicket(_) | Self::InvalidToken(_) | Self::Unauthorized => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Evicted | Self::Left | Self::AdmissionExpired => StatusCode::GONE,
+            Self::NotReady { .. } => StatusCode::TOO_EARLY,
+            Self::AlreadyRedeemed => StatusCode::CONFLICT,
             Self::EventNotFound | Self::NotFound => StatusCode::NOT_FOUND,
             Self::EventClosed | Self::EventNotOpen(_) => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -127,7 +150,9 @@ impl ApiError {
 
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::RateLimited { retry_after_secs } | Self::NotReady { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
             Self::QueueFull | Self::Unavailable | Self::EventNotOpen(_) => {
                 Some(UNAVAILABLE_RETRY_SECS)
             }

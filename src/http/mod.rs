@@ -2,6 +2,7 @@
 //! middleware every route shares (metrics by matched path, a time budget, JSON errors).
 
 mod admin;
+mod entry;
 pub mod error;
 mod extract;
 mod ops;
@@ -9,6 +10,7 @@ mod queue;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,11 +20,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
+use crate::admission::AdmissionKeys;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tickets::TicketKeys;
@@ -44,12 +47,29 @@ pub struct AppInner {
     pub store: Arc<dyn Store>,
     /// Queue ticket keys.
     pub tickets: TicketKeys,
+    /// Admission token keys.
+    pub admissions: AdmissionKeys,
     /// The admin API's bearer token; `None` refuses every admin call.
     pub admin_token: Option<SecretString>,
     /// This instance's metrics.
     pub metrics: Metrics,
     /// Per-client limit on joins; `None` when disabled.
     pub join_limiter: Option<DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    /// This instance's burst limiter on enter; the vip tier bypasses it (never the door).
+    pub enter_limiter: Option<DefaultDirectRateLimiter>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// Tunables of an instance (not of an event).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The admin API's bearer token; `None` refuses every admin call.
+    pub admin_token: Option<SecretString>,
+    /// Joins per second per client address (burst twice that); 0 disables the limit.
+    pub join_rate_per_client: u32,
+    /// Enter calls per second this instance passes to the store (burst the same); 0 disables.
+    pub enter_rate: u32,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -63,36 +83,42 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Builds the state. `join_per_sec_per_client == 0` disables the join limiter.
+    /// Builds the state of an instance.
     pub fn new(
         store: Arc<dyn Store>,
         tickets: TicketKeys,
-        admin_token: Option<SecretString>,
-        join_per_sec_per_client: u32,
-        trusted_proxies: Vec<IpNet>,
+        admissions: AdmissionKeys,
+        options: Options,
     ) -> Self {
-        let join_limiter = std::num::NonZeroU32::new(join_per_sec_per_client).map(|rate| {
+        let join_limiter = NonZeroU32::new(options.join_rate_per_client).map(|rate| {
             // A burst of twice the rate lets a household behind one address join together.
-            let burst = rate.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
+            let burst = rate.saturating_mul(NonZeroU32::MIN.saturating_add(1));
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
+        let enter_limiter = NonZeroU32::new(options.enter_rate)
+            .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
         Self(Arc::new(AppInner {
             store,
             tickets,
-            admin_token,
+            admissions,
+            admin_token: options.admin_token,
             metrics: Metrics::new(),
             join_limiter,
-            trusted_proxies,
+            enter_limiter,
+            trusted_proxies: options.trusted_proxies,
         }))
     }
 }
 
 /// The router, without serving: tests call it in process.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let bounded = Router::new()
         .route("/v1/events/{event_id}/join", post(queue::join))
         .route("/v1/queue/status", get(queue::status))
         .route("/v1/queue/leave", post(queue::leave))
+        .route("/v1/queue/enter", post(entry::enter))
+        .route("/v1/admissions/redeem", post(entry::redeem))
+        .route("/.well-known/jwks.json", get(entry::jwks))
         .route(
             "/admin/v1/events/{event_id}",
             get(admin::get_event).put(admin::put_event),
@@ -101,8 +127,12 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn(time_budget));
+    // A stream stays open for as long as its person waits: no time budget.
+    let streams = Router::new().route("/v1/queue/stream", get(queue::stream));
+    bounded
+        .merge(streams)
         .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn(time_budget))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,

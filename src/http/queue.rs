@@ -1,8 +1,12 @@
 //! The public queue API: join, status, leave.
 
+use std::convert::Infallible;
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -11,7 +15,7 @@ use super::error::ApiError;
 use super::extract::{parse_json, BearerOrQuery, ClientIp};
 use super::AppState;
 use crate::event::{EventId, Tier};
-use crate::store::{JoinOutcome, LeaveOutcome, Person, PersonState, Standing, StatusOutcome};
+use crate::store::{Gone, JoinOutcome, LeaveOutcome, Person, Presence, StatusOutcome};
 use crate::tickets::TicketClaims;
 
 /// Body of a join; may be empty.
@@ -22,31 +26,65 @@ pub struct JoinRequest {
     user_id: Option<String>,
 }
 
-/// Answer of a join.
+/// Answer of a join: the ticket, and the same fields as a status answer.
 #[derive(Debug, Serialize)]
 pub struct JoinResponse {
     ticket: String,
-    event_id: EventId,
     user_id: String,
-    state: &'static str,
-    position: u64,
-    ahead: u64,
-    tier: Tier,
-    poll_after_ms: u32,
+    #[serde(flatten)]
+    status: StatusResponse,
 }
 
-/// Answer of a status poll.
+/// Answer of a status poll (and each event of the status stream).
 #[derive(Debug, Serialize)]
 pub struct StatusResponse {
     event_id: EventId,
+    /// `waiting`, `ready` (inside the door's window: may enter now) or `admitted`.
     state: &'static str,
     position: u64,
     ahead: u64,
-    /// Unknown until the door measures an outflow.
+    /// Expected wait from the measured outflow; `null` while unknown (door shut, nobody let in).
     eta_seconds: Option<u64>,
     ready_for_entry: bool,
-    tier: Tier,
+    /// `vip`, `fast` or `slow`; `null` once admitted.
+    tier: Option<Tier>,
     poll_after_ms: u32,
+    /// Unix seconds; only once admitted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admission_expires_at: Option<u64>,
+}
+
+/// How often an admitted person's page needs to look again: nothing changes until expiry.
+const ADMITTED_POLL_MS: u32 = 5000;
+
+impl StatusResponse {
+    fn new(event_id: EventId, presence: Presence) -> Self {
+        match presence {
+            Presence::Waiting(s) => Self {
+                event_id,
+                state: if s.ready { "ready" } else { "waiting" },
+                position: s.position,
+                ahead: s.position - 1,
+                eta_seconds: s.eta_secs,
+                ready_for_entry: s.ready,
+                tier: Some(s.tier),
+                poll_after_ms: s.poll_after_ms,
+                admission_expires_at: None,
+            },
+            Presence::Admitted { expires_at_ms } => Self {
+                event_id,
+                state: "admitted",
+                position: 0,
+                ahead: 0,
+                eta_seconds: Some(0),
+                // Entering again hands out the same admission token.
+                ready_for_entry: true,
+                tier: None,
+                poll_after_ms: ADMITTED_POLL_MS,
+                admission_expires_at: (expires_at_ms > 0).then_some(expires_at_ms / 1000),
+            },
+        }
+    }
 }
 
 /// `POST /v1/events/{event_id}/join`: 201 with a new place, 200 with the one already held.
@@ -78,12 +116,12 @@ pub async fn join(
         })?;
     }
 
-    let (place, standing, created) = match app.store.join(&event, &person).await? {
+    let (place, presence, created) = match app.store.join(&event, &person).await? {
         JoinOutcome::Placed {
             place,
-            standing,
+            presence,
             created,
-        } => (place, standing, created),
+        } => (place, presence, created),
         JoinOutcome::NoEvent => return Err(ApiError::EventNotFound),
         JoinOutcome::ClaimRefused => {
             return Err(ApiError::invalid_field(
@@ -95,15 +133,12 @@ pub async fn join(
         JoinOutcome::NotOpen(state) => return Err(ApiError::EventNotOpen(state)),
         JoinOutcome::Full => return Err(ApiError::QueueFull),
     };
+    let ticket = app.tickets.issue(&event, &person.id, &place);
+    let status = StatusResponse::new(event, presence);
     let body = JoinResponse {
-        ticket: app.tickets.issue(&event, &person.id, &place),
-        event_id: event,
+        ticket,
         user_id: person.id,
-        state: "waiting",
-        position: standing.position,
-        ahead: standing.position - 1,
-        tier: standing.tier,
-        poll_after_ms: standing.poll_after_ms,
+        status,
     };
     let status = if created {
         StatusCode::CREATED
@@ -168,40 +203,102 @@ fn anonymous_id() -> String {
     )
 }
 
-fn verify(app: &AppState, token: &str) -> Result<(EventId, TicketClaims), ApiError> {
+pub(super) fn verify(app: &AppState, token: &str) -> Result<(EventId, TicketClaims), ApiError> {
     app.tickets
         .verify(token)
         .map_err(|e| ApiError::InvalidTicket(e.to_string()))
 }
 
-/// `GET /v1/queue/status`: refreshes the heartbeat and answers the exact position, in one
-/// store round trip.
+/// `GET /v1/queue/status`: refreshes the heartbeat, ticks the door and answers the exact
+/// position, in one store round trip.
 pub async fn status(
     State(app): State<AppState>,
     BearerOrQuery(token): BearerOrQuery,
 ) -> Result<Response, ApiError> {
     let (event, claims) = verify(&app, &token)?;
+    let body = current_status(&app, event, &claims).await?;
+    Ok((no_store(), Json(body)).into_response())
+}
+
+async fn current_status(
+    app: &AppState,
+    event: EventId,
+    claims: &TicketClaims,
+) -> Result<StatusResponse, ApiError> {
     match app.store.status(&event, &claims.sub, claims.seq).await? {
-        StatusOutcome::Waiting(standing) => {
-            Ok((no_store(), Json(waiting(event, standing))).into_response())
-        }
-        StatusOutcome::Gone(state) => Err(gone(state)),
+        StatusOutcome::Present(presence) => Ok(StatusResponse::new(event, presence)),
+        StatusOutcome::Gone(gone) => Err(gone_error(gone)),
         StatusOutcome::Unknown => Err(no_place()),
         StatusOutcome::Superseded => Err(superseded()),
     }
 }
 
-fn waiting(event_id: EventId, standing: Standing) -> StatusResponse {
-    StatusResponse {
-        event_id,
-        state: "waiting",
-        position: standing.position,
-        ahead: standing.position - 1,
-        eta_seconds: None,
-        ready_for_entry: false,
-        tier: standing.tier,
-        poll_after_ms: standing.poll_after_ms,
+/// Bounds on how often a stream asks the store: often enough to show a turn within a couple
+/// of seconds, never more than a polling page would.
+const STREAM_MIN_POLL: Duration = Duration::from_millis(1000);
+const STREAM_MAX_POLL: Duration = Duration::from_millis(5000);
+
+/// `GET /v1/queue/stream`: Server-Sent Events (`status`) carrying the status object whenever it
+/// changes, refreshing the heartbeat while the connection is open. A final `error` event carries
+/// the error object when the place is gone; `unavailable` errors are sent and the stream goes on.
+pub async fn stream(
+    State(app): State<AppState>,
+    BearerOrQuery(token): BearerOrQuery,
+) -> Result<Response, ApiError> {
+    let (event, claims) = verify(&app, &token)?;
+    // A bad ticket or a gone place gets a plain error answer, not a stream.
+    let first = current_status(&app, event.clone(), &claims).await?;
+    struct Cursor {
+        app: AppState,
+        event: EventId,
+        claims: TicketClaims,
+        pending: Option<Result<StatusResponse, ApiError>>,
+        last: Option<String>,
+        poll: Duration,
+        done: bool,
     }
+    let cursor = Cursor {
+        app,
+        event,
+        claims,
+        pending: Some(Ok(first)),
+        last: None,
+        poll: STREAM_MIN_POLL,
+        done: false,
+    };
+    let events = futures::stream::unfold(cursor, |mut c| async move {
+        if c.done {
+            return None;
+        }
+        loop {
+            let answer = match c.pending.take() {
+                Some(answer) => answer,
+                None => {
+                    tokio::time::sleep(c.poll).await;
+                    current_status(&c.app, c.event.clone(), &c.claims).await
+                }
+            };
+            let (name, data) = match answer {
+                Ok(body) => {
+                    c.poll = Duration::from_millis(body.poll_after_ms.into())
+                        .clamp(STREAM_MIN_POLL, STREAM_MAX_POLL);
+                    ("status", serde_json::to_string(&body).unwrap_or_default())
+                }
+                Err(err) => {
+                    c.done = !matches!(err, ApiError::Unavailable);
+                    let body = serde_json::json!({"error": {"code": err.code(), "message": err.to_string()}});
+                    ("error", body.to_string())
+                }
+            };
+            if c.last.as_deref() != Some(data.as_str()) || c.done {
+                c.last = Some(data.clone());
+                let event = SseEvent::default().event(name).data(data);
+                return Some((Ok::<_, Infallible>(event), c));
+            }
+        }
+    });
+    let sse = Sse::new(events).keep_alive(KeepAlive::default());
+    Ok((no_store(), sse).into_response())
 }
 
 /// `POST /v1/queue/leave`: 204 once the person is out of the queue (leaving twice is fine).
@@ -218,23 +315,23 @@ pub async fn leave(
     }
 }
 
-fn gone(state: PersonState) -> ApiError {
-    match state {
-        PersonState::Evicted => ApiError::Evicted,
-        PersonState::Left => ApiError::Left,
-        PersonState::Waiting => ApiError::Internal,
+pub(super) fn gone_error(gone: Gone) -> ApiError {
+    match gone {
+        Gone::Evicted => ApiError::Evicted,
+        Gone::Left => ApiError::Left,
+        Gone::AdmissionExpired => ApiError::AdmissionExpired,
     }
 }
 
-fn no_place() -> ApiError {
+pub(super) fn no_place() -> ApiError {
     ApiError::InvalidTicket("no place in the queue matches this ticket".into())
 }
 
-fn superseded() -> ApiError {
+pub(super) fn superseded() -> ApiError {
     ApiError::InvalidTicket("this ticket was replaced by a newer join".into())
 }
 
 /// Positions change every second: never cache them.
-fn no_store() -> [(header::HeaderName, &'static str); 1] {
+pub(super) fn no_store() -> [(header::HeaderName, &'static str); 1] {
     [(header::CACHE_CONTROL, "no-store")]
 }

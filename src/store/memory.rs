@@ -1,17 +1,20 @@
 //! The in-process store: the embedded default for one instance, with the same answers as the
 //! Redis store. One mutex guards everything; every operation is short and never awaits inside it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
 use super::{
-    Figures, JoinOutcome, LeaveOutcome, Person, PersonState, Place, StatusOutcome, Store,
-    StoreError, SweepOutcome, KEY_SLACK_SECS,
+    Admission, EnterOutcome, Figures, Gone, JoinOutcome, LeaveOutcome, Person, Place, Presence,
+    Standing, StatusOutcome, Store, StoreError, SweepOutcome, KEY_SLACK_SECS,
 };
 use crate::event::{EventConfig, EventId, EventState, Identity};
+
+/// How far back the measured outflow looks (ms); the same as `lua/lib.lua`.
+const OUTFLOW_WINDOW_MS: u64 = 60_000;
 
 /// The in-process store.
 #[derive(Default)]
@@ -23,24 +26,40 @@ struct Event {
     config: EventConfig,
     /// When a closed event's definition goes away (ms), like the Redis key's TTL.
     expires_at_ms: Option<u64>,
+    /// People released and not yet entered (fractional: the door's carry).
+    door_credit: f64,
+    door_tick_ms: Option<u64>,
     queue: Queue,
 }
 
-/// What the Redis store keeps in the seq, wait, hb, people and stats keys.
+/// What the Redis store keeps in the event's other keys (seq, wait, hb, people, ...).
 #[derive(Default)]
 struct Queue {
-    /// When these keys expire (ms); refreshed by every join, like the Redis keys' TTL.
+    /// When these keys expire (ms); refreshed by joins and enters, like the Redis keys' TTL.
     expires_at_ms: u64,
     seq: u64,
     /// Who is waiting, indexed by sequence, so a position is a prefix sum: O(log n).
     waiting: Fenwick,
     heartbeats: BTreeSet<(u64, String)>,
     people: HashMap<String, Record>,
+    /// Live admissions: (expiry ms, admission id).
+    active: BTreeSet<(u64, String)>,
+    /// Admission times (ms) of the last minute.
+    admits: VecDeque<u64>,
+    redeemed: HashSet<String>,
     figures: Figures,
 }
 
+#[derive(Clone, PartialEq)]
+enum State {
+    Waiting,
+    Admitted { id: String, expires_at_ms: u64 },
+    Evicted,
+    Left,
+}
+
 struct Record {
-    state: PersonState,
+    state: State,
     place: Place,
     last_seen_ms: u64,
 }
@@ -49,6 +68,115 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn keep_ms(seconds: u32) -> u64 {
+    (u64::from(seconds) + KEY_SLACK_SECS) * 1000
+}
+
+// === impl Event ===
+
+impl Event {
+    /// Advances the door to `now`; returns its window (see `door_tick` in `lua/lib.lua`).
+    fn door_tick(&mut self, now: u64) -> u64 {
+        let q = &mut self.queue;
+        while q.active.first().is_some_and(|(exp, _)| *exp <= now) {
+            q.active.pop_first();
+        }
+        let open = self.config.state == EventState::Open;
+        let last = self.door_tick_ms.unwrap_or(now);
+        if open && now > last {
+            self.door_credit += (now - last) as f64 * self.config.admission_rate / 1000.0;
+        }
+        let room = self.config.max_active.saturating_sub(q.active.len() as u64);
+        let cap = room.min(q.waiting.total()) as f64;
+        self.door_credit = self.door_credit.min(cap).max(0.0);
+        self.door_tick_ms = Some(now);
+        if open {
+            self.door_credit.floor() as u64
+        } else {
+            0
+        }
+    }
+
+    /// People admitted per second over the last minute (see `outflow` in `lua/lib.lua`).
+    fn outflow(&mut self, now: u64) -> f64 {
+        let admits = &mut self.queue.admits;
+        while admits
+            .front()
+            .is_some_and(|&at| at <= now.saturating_sub(OUTFLOW_WINDOW_MS))
+        {
+            admits.pop_front();
+        }
+        let Some(&first) = admits.front() else {
+            return 0.0;
+        };
+        let span = now.saturating_sub(first).max(1000) as f64;
+        admits.len() as f64 * 1000.0 / span
+    }
+
+    fn eta(&mut self, position: u64, window: u64, now: u64) -> Option<u64> {
+        if position <= window {
+            return Some(0);
+        }
+        let mut rate = self.outflow(now);
+        if rate <= 0.0 {
+            if self.config.state != EventState::Open {
+                return None;
+            }
+            rate = self.config.admission_rate;
+        }
+        (rate > 0.0).then(|| ((position - window) as f64 / rate).ceil() as u64)
+    }
+
+    fn standing(&mut self, seq: u64, now: u64) -> Standing {
+        let window = self.door_tick(now);
+        let position = self.queue.waiting.prefix_sum(seq);
+        let (tier, poll_after_ms) = self.config.tier_of(position);
+        Standing {
+            position,
+            tier,
+            poll_after_ms,
+            ready: position <= window,
+            eta_secs: self.eta(position, window, now),
+        }
+    }
+
+    /// The person's record if `seq` matches their current place.
+    fn record(&self, person: &str, seq: u64) -> Result<&Record, StatusOutcome> {
+        let rec = self
+            .queue
+            .people
+            .get(person)
+            .ok_or(StatusOutcome::Unknown)?;
+        if rec.place.seq != seq {
+            return Err(StatusOutcome::Superseded);
+        }
+        Ok(rec)
+    }
+
+    fn touch(&mut self, person: &str, now: u64) {
+        if let Some(rec) = self.queue.people.get_mut(person) {
+            let last = std::mem::replace(&mut rec.last_seen_ms, now);
+            self.queue.heartbeats.remove(&(last, person.to_owned()));
+            self.queue.heartbeats.insert((now, person.to_owned()));
+        }
+    }
+}
+
+fn gone_or_present(state: &State, now: u64) -> Result<Presence, Gone> {
+    match state {
+        State::Admitted { expires_at_ms, .. } if *expires_at_ms <= now => {
+            Err(Gone::AdmissionExpired)
+        }
+        State::Admitted { expires_at_ms, .. } => Ok(Presence::Admitted {
+            expires_at_ms: *expires_at_ms,
+        }),
+        State::Evicted => Err(Gone::Evicted),
+        State::Left => Err(Gone::Left),
+        // Callers handle waiting people first.
+        State::Waiting => Err(Gone::Left),
+    }
 }
 
 impl MemoryStore {
@@ -76,15 +204,19 @@ impl Store for MemoryStore {
         let entry = events.entry(event.clone()).or_insert_with(|| Event {
             config: config.clone(),
             expires_at_ms: None,
+            door_credit: 0.0,
+            door_tick_ms: None,
             queue: Queue::default(),
         });
+        // Credit the time before the change at the old rate.
+        entry.door_tick(now);
         let version = entry.config.version + 1;
         entry.config = EventConfig {
             version,
             ..config.clone()
         };
-        entry.expires_at_ms = (config.state == EventState::Closed)
-            .then(|| now + (u64::from(config.ticket_ttl_secs) + KEY_SLACK_SECS) * 1000);
+        entry.expires_at_ms =
+            (config.state == EventState::Closed).then(|| now + keep_ms(config.ticket_ttl_secs));
         Ok(version)
     }
 
@@ -102,18 +234,33 @@ impl Store for MemoryStore {
             if person.claimed && e.config.identity != Identity::UserId {
                 return JoinOutcome::ClaimRefused;
             }
-            let q = &mut e.queue;
-            if let Some(rec) = q.people.get(&person.id) {
-                if rec.state == PersonState::Waiting {
-                    let position = q.waiting.prefix_sum(rec.place.seq);
-                    return placed(&e.config, rec.place.clone(), position, false);
+            if let Some(rec) = e.queue.people.get(&person.id) {
+                let place = rec.place.clone();
+                match &rec.state {
+                    State::Waiting => {
+                        let standing = e.standing(place.seq, now);
+                        return JoinOutcome::Placed {
+                            place,
+                            presence: Presence::Waiting(standing),
+                            created: false,
+                        };
+                    }
+                    State::Admitted { .. } => {
+                        return JoinOutcome::Placed {
+                            place,
+                            presence: Presence::Admitted { expires_at_ms: 0 },
+                            created: false,
+                        }
+                    }
+                    // Evicted or left: joining again takes a new place at the back.
+                    State::Evicted | State::Left => {}
                 }
             }
             if e.config.state != EventState::Open {
                 return JoinOutcome::NotOpen(e.config.state.as_str().to_owned());
             }
-            let waiting = q.waiting.total();
-            if e.config.max_queue_len > 0 && waiting >= e.config.max_queue_len {
+            let q = &mut e.queue;
+            if e.config.max_queue_len > 0 && q.waiting.total() >= e.config.max_queue_len {
                 return JoinOutcome::Full;
             }
             q.seq += 1;
@@ -125,17 +272,22 @@ impl Store for MemoryStore {
             };
             q.waiting.add(place.seq, 1);
             q.heartbeats.insert((now, person.id.clone()));
-            let record = Record {
-                state: PersonState::Waiting,
-                place: place.clone(),
-                last_seen_ms: now,
-            };
-            if let Some(old) = q.people.insert(person.id.clone(), record) {
-                q.heartbeats.remove(&(old.last_seen_ms, person.id.clone()));
-            }
+            q.people.insert(
+                person.id.clone(),
+                Record {
+                    state: State::Waiting,
+                    place: place.clone(),
+                    last_seen_ms: now,
+                },
+            );
             q.figures.joined_total += 1;
-            q.expires_at_ms = now + (u64::from(e.config.ticket_ttl_secs) + KEY_SLACK_SECS) * 1000;
-            placed(&e.config, place, waiting + 1, true)
+            q.expires_at_ms = now + keep_ms(e.config.ticket_ttl_secs);
+            let standing = e.standing(place.seq, now);
+            JoinOutcome::Placed {
+                place,
+                presence: Presence::Waiting(standing),
+                created: true,
+            }
         });
         Ok(outcome.unwrap_or(JoinOutcome::NoEvent))
     }
@@ -147,28 +299,102 @@ impl Store for MemoryStore {
         seq: u64,
     ) -> Result<StatusOutcome, StoreError> {
         let outcome = self.with_event(event, |e, now| {
-            let q = &mut e.queue;
-            let Some(rec) = q.people.get_mut(person) else {
-                return StatusOutcome::Unknown;
+            let state = match e.record(person, seq) {
+                Ok(rec) => rec.state.clone(),
+                Err(outcome) => return outcome,
             };
-            if rec.place.seq != seq {
-                return StatusOutcome::Superseded;
+            if state != State::Waiting {
+                return match gone_or_present(&state, now) {
+                    Ok(presence) => StatusOutcome::Present(presence),
+                    Err(gone) => StatusOutcome::Gone(gone),
+                };
             }
-            if rec.state != PersonState::Waiting {
-                return StatusOutcome::Gone(rec.state);
-            }
-            let last = std::mem::replace(&mut rec.last_seen_ms, now);
-            q.heartbeats.remove(&(last, person.to_owned()));
-            q.heartbeats.insert((now, person.to_owned()));
-            let position = q.waiting.prefix_sum(seq);
-            let (tier, poll_after_ms) = e.config.tier_of(position);
-            StatusOutcome::Waiting(super::Standing {
-                position,
-                tier,
-                poll_after_ms,
-            })
+            e.touch(person, now);
+            StatusOutcome::Present(Presence::Waiting(e.standing(seq, now)))
         });
         Ok(outcome.unwrap_or(StatusOutcome::Unknown))
+    }
+
+    async fn enter(
+        &self,
+        event: &EventId,
+        person: &str,
+        seq: u64,
+        admission_id: &str,
+        vip_only: bool,
+    ) -> Result<EnterOutcome, StoreError> {
+        let outcome = self.with_event(event, |e, now| {
+            let state = match e.record(person, seq) {
+                Ok(rec) => rec.state.clone(),
+                Err(StatusOutcome::Superseded) => return EnterOutcome::Superseded,
+                Err(_) => return EnterOutcome::Unknown,
+            };
+            match (&state, gone_or_present(&state, now)) {
+                (State::Waiting, _) => {}
+                (State::Admitted { id, .. }, Ok(Presence::Admitted { expires_at_ms })) => {
+                    return EnterOutcome::Admitted(Admission {
+                        id: id.clone(),
+                        expires_at_ms,
+                        new: false,
+                    })
+                }
+                (_, Err(gone)) => return EnterOutcome::Gone(gone),
+                (_, Ok(_)) => return EnterOutcome::Unknown,
+            }
+            e.touch(person, now);
+            let standing = e.standing(seq, now);
+            if vip_only && standing.tier != crate::event::Tier::Vip {
+                return EnterOutcome::Limited;
+            }
+            if !standing.ready {
+                return EnterOutcome::NotReady(standing);
+            }
+            let expires_at_ms = now + u64::from(e.config.admission_ttl_secs) * 1000;
+            e.door_credit -= 1.0;
+            let q = &mut e.queue;
+            q.waiting.add(seq, -1);
+            if let Some(rec) = q.people.get_mut(person) {
+                q.heartbeats.remove(&(rec.last_seen_ms, person.to_owned()));
+                rec.state = State::Admitted {
+                    id: admission_id.to_owned(),
+                    expires_at_ms,
+                };
+            }
+            q.active.insert((expires_at_ms, admission_id.to_owned()));
+            q.admits.push_back(now);
+            q.figures.admitted_total += 1;
+            let longest = e.config.admission_ttl_secs.max(e.config.ticket_ttl_secs);
+            q.expires_at_ms = now + keep_ms(longest);
+            EnterOutcome::Admitted(Admission {
+                id: admission_id.to_owned(),
+                expires_at_ms,
+                new: true,
+            })
+        });
+        Ok(outcome.unwrap_or(EnterOutcome::Unknown))
+    }
+
+    async fn redeem(
+        &self,
+        event: &EventId,
+        admission_id: &str,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let first = self.with_event(event, |e, now| {
+            let q = &mut e.queue;
+            if !q.redeemed.insert(admission_id.to_owned()) {
+                return false;
+            }
+            q.active.retain(|(_, id)| id != admission_id);
+            q.figures.redeemed_total += 1;
+            // The record must outlive the token it guards.
+            q.expires_at_ms = q
+                .expires_at_ms
+                .max(expires_at * 1000 + KEY_SLACK_SECS * 1000);
+            let _ = now;
+            true
+        });
+        Ok(first.unwrap_or(false))
     }
 
     async fn leave(
@@ -186,15 +412,15 @@ impl Store for MemoryStore {
                 return LeaveOutcome::Superseded;
             }
             match rec.state {
-                PersonState::Waiting => {
-                    rec.state = PersonState::Left;
+                State::Waiting => {
+                    rec.state = State::Left;
                     q.waiting.add(seq, -1);
                     q.heartbeats.remove(&(rec.last_seen_ms, person.to_owned()));
                     q.figures.left_total += 1;
                     LeaveOutcome::Left
                 }
-                PersonState::Left => LeaveOutcome::Left,
-                PersonState::Evicted => LeaveOutcome::Evicted,
+                State::Evicted => LeaveOutcome::Evicted,
+                State::Left | State::Admitted { .. } => LeaveOutcome::Left,
             }
         });
         Ok(outcome.unwrap_or(LeaveOutcome::Unknown))
@@ -205,54 +431,48 @@ impl Store for MemoryStore {
             let q = &mut e.queue;
             let cutoff = now.saturating_sub(u64::from(e.config.heartbeat_ttl_secs) * 1000);
             let mut evicted = 0;
-            while evicted < u64::from(batch) {
-                let Some(first) = q.heartbeats.first() else {
-                    break;
-                };
-                if first.0 > cutoff {
-                    break;
-                }
+            while evicted < u64::from(batch)
+                && q.heartbeats
+                    .first()
+                    .is_some_and(|(seen, _)| *seen <= cutoff)
+            {
                 let Some((_, person)) = q.heartbeats.pop_first() else {
                     break;
                 };
                 if let Some(rec) = q.people.get_mut(&person) {
-                    rec.state = PersonState::Evicted;
+                    rec.state = State::Evicted;
                     q.waiting.add(rec.place.seq, -1);
                 }
                 evicted += 1;
             }
             q.figures.evicted_total += evicted;
+            e.door_tick(now);
             SweepOutcome::Swept {
                 evicted,
-                waiting: q.waiting.total(),
+                waiting: e.queue.waiting.total(),
+                active: e.queue.active.len() as u64,
             }
         });
         Ok(outcome.unwrap_or(SweepOutcome::NoEvent))
     }
 
     async fn figures(&self, event: &EventId) -> Result<Figures, StoreError> {
-        let figures = self.with_event(event, |e, _| Figures {
-            waiting: e.queue.waiting.total(),
-            ..e.queue.figures
+        let figures = self.with_event(event, |e, now| {
+            let q = &e.queue;
+            let cutoff = now.saturating_sub(OUTFLOW_WINDOW_MS);
+            Figures {
+                waiting: q.waiting.total(),
+                active: q.active.iter().filter(|(exp, _)| *exp > now).count() as u64,
+                door_window: e.door_credit,
+                admitted_last_minute: q.admits.iter().filter(|&&at| at >= cutoff).count() as u64,
+                ..q.figures
+            }
         });
         Ok(figures.unwrap_or_default())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
-    }
-}
-
-fn placed(config: &EventConfig, place: Place, position: u64, created: bool) -> JoinOutcome {
-    let (tier, poll_after_ms) = config.tier_of(position);
-    JoinOutcome::Placed {
-        place,
-        standing: super::Standing {
-            position,
-            tier,
-            poll_after_ms,
-        },
-        created,
     }
 }
 

@@ -34,16 +34,16 @@ pub struct Person {
     pub claimed: bool,
 }
 
-/// Where a person stands, as the store records it.
+/// Why a person is no longer in the queue nor admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PersonState {
-    /// In the queue.
-    Waiting,
+pub enum Gone {
     /// Removed by the sweeper after missing heartbeats.
     Evicted,
     /// Left on their own.
     Left,
+    /// Was admitted, and the admission expired.
+    AdmissionExpired,
 }
 
 /// A person's place: what a ticket is made from.
@@ -66,6 +66,22 @@ pub struct Standing {
     pub tier: Tier,
     /// How long to wait before polling again.
     pub poll_after_ms: u32,
+    /// Inside the door's window: may enter now.
+    pub ready: bool,
+    /// Expected wait from the measured outflow; `None` while unknown.
+    pub eta_secs: Option<u64>,
+}
+
+/// Where a person with a place is now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// In the queue.
+    Waiting(Standing),
+    /// Let in; the admission lives until this instant (store clock, ms).
+    Admitted {
+        /// Expiry of the admission (unix ms).
+        expires_at_ms: u64,
+    },
 }
 
 /// The answer to a join.
@@ -75,8 +91,8 @@ pub enum JoinOutcome {
     Placed {
         /// The place taken.
         place: Place,
-        /// Where it stands now.
-        standing: Standing,
+        /// Where the person is now.
+        presence: Presence,
         /// False when the person already held this place.
         created: bool,
     },
@@ -93,20 +109,48 @@ pub enum JoinOutcome {
 /// What the store knows of a ticket's holder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StatusOutcome {
-    /// Waiting, heartbeat refreshed.
-    Waiting(Standing),
+    /// Waiting (heartbeat refreshed) or admitted.
+    Present(Presence),
     /// Not waiting any more.
-    Gone(PersonState),
+    Gone(Gone),
     /// The store holds no such person (their event's keys drained away).
     Unknown,
     /// The person joined again since; this ticket's place is gone.
     Superseded,
 }
 
+/// An admission: what an admission token is made from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// Unique id (the token's `jti`).
+    pub id: String,
+    /// Expiry (store clock, unix ms).
+    pub expires_at_ms: u64,
+    /// False when the person had already entered and this is the same admission again.
+    pub new: bool,
+}
+
+/// The answer to an enter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnterOutcome {
+    /// Let in (now, or earlier: the same admission).
+    Admitted(Admission),
+    /// Not inside the door's window yet.
+    NotReady(Standing),
+    /// The local burst limiter is exhausted and the person is not in the vip tier.
+    Limited,
+    /// As in [`StatusOutcome`].
+    Gone(Gone),
+    /// As in [`StatusOutcome::Unknown`].
+    Unknown,
+    /// As in [`StatusOutcome::Superseded`].
+    Superseded,
+}
+
 /// The answer to a leave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LeaveOutcome {
-    /// The person is out of the queue (now or already).
+    /// The person is out of the queue (now or already, or admitted meanwhile).
     Left,
     /// The sweeper evicted them first.
     Evicted,
@@ -119,28 +163,40 @@ pub enum LeaveOutcome {
 /// The result of one sweep batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SweepOutcome {
-    /// `evicted` ghosts removed; `waiting` people remain.
+    /// `evicted` ghosts removed; `waiting` people remain; `active` sessions live.
     Swept {
         /// Ghosts evicted by this batch.
         evicted: u64,
         /// People still waiting after it.
         waiting: u64,
+        /// Admitted sessions live.
+        active: u64,
     },
     /// The event no longer exists.
     NoEvent,
 }
 
 /// Live figures of an event.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Figures {
     /// Waiting now.
     pub waiting: u64,
+    /// Admitted sessions live now (neither redeemed nor expired).
+    pub active: u64,
     /// Joins since the event was created.
     pub joined_total: u64,
     /// Ghosts evicted.
     pub evicted_total: u64,
     /// People who left.
     pub left_total: u64,
+    /// People let in.
+    pub admitted_total: u64,
+    /// Admissions redeemed by the sale backend.
+    pub redeemed_total: u64,
+    /// People released by the door and not yet entered (as of the last tick).
+    pub door_window: f64,
+    /// People admitted in the last minute.
+    pub admitted_last_minute: u64,
 }
 
 /// The queue store. Implementations must give the same answers for the same calls; the
@@ -162,6 +218,23 @@ pub trait Store: Send + Sync + 'static {
         person: &str,
         seq: u64,
     ) -> Result<StatusOutcome, StoreError>;
+    /// Lets the holder of a ticket with `seq` in, if the door's window includes them.
+    /// `admission_id` is used only when admitting now; `vip_only` admits only the vip tier.
+    async fn enter(
+        &self,
+        event: &EventId,
+        person: &str,
+        seq: u64,
+        admission_id: &str,
+        vip_only: bool,
+    ) -> Result<EnterOutcome, StoreError>;
+    /// Marks an admission redeemed; true the first time only. Ends its live session.
+    async fn redeem(
+        &self,
+        event: &EventId,
+        admission_id: &str,
+        expires_at: u64,
+    ) -> Result<bool, StoreError>;
     /// Removes the holder of a ticket with `seq` from the queue.
     async fn leave(
         &self,

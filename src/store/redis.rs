@@ -10,8 +10,8 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 
 use super::{
-    Figures, JoinOutcome, LeaveOutcome, Person, PersonState, Place, Standing, StatusOutcome, Store,
-    StoreError, SweepOutcome, KEY_SLACK_SECS,
+    Admission, EnterOutcome, Figures, Gone, JoinOutcome, LeaveOutcome, Person, Place, Presence,
+    Standing, StatusOutcome, Store, StoreError, SweepOutcome, KEY_SLACK_SECS,
 };
 use crate::event::{EventConfig, EventId, Tier};
 
@@ -29,6 +29,9 @@ struct Scripts {
     leave: Script,
     sweep: Script,
     put_event: Script,
+    enter: Script,
+    redeem: Script,
+    figures: Script,
 }
 
 impl Scripts {
@@ -42,6 +45,9 @@ impl Scripts {
             leave: with_lib(include_str!("../../lua/leave.lua")),
             sweep: with_lib(include_str!("../../lua/sweep.lua")),
             put_event: with_lib(include_str!("../../lua/put_event.lua")),
+            enter: with_lib(include_str!("../../lua/enter.lua")),
+            redeem: with_lib(include_str!("../../lua/redeem.lua")),
+            figures: with_lib(include_str!("../../lua/figures.lua")),
         }
     }
 }
@@ -54,10 +60,12 @@ pub struct RedisStore {
 
 /// An event's keys, in the order every script takes them (see `lua/lib.lua`).
 fn keys(event: &EventId) -> Vec<String> {
-    ["meta", "seq", "wait", "hb", "people", "stats"]
-        .iter()
-        .map(|name| format!("vst:{{ev:{event}}}:{name}"))
-        .collect()
+    [
+        "meta", "seq", "wait", "hb", "people", "stats", "active", "admits", "redeemed",
+    ]
+    .iter()
+    .map(|name| format!("vst:{{ev:{event}}}:{name}"))
+    .collect()
 }
 
 fn unavailable(err: Error) -> StoreError {
@@ -120,21 +128,32 @@ fn int(reply: &[Value], i: usize) -> Result<u64, StoreError> {
         .ok_or_else(|| StoreError::Protocol(format!("field {i} of {reply:?}")))
 }
 
+/// Decodes a standing `{'w', position, tier, poll_ms, window, eta}` starting at `at`.
 fn standing(reply: &[Value], at: usize) -> Result<Standing, StoreError> {
-    let tier = text(reply, at + 1)?;
+    let tier = text(reply, at + 2)?;
+    let position = int(reply, at + 1)?;
+    let eta = reply.get(at + 5).and_then(|v| v.as_i64()).unwrap_or(-1);
     Ok(Standing {
-        position: int(reply, at)?,
+        position,
         tier: Tier::parse(&tier).ok_or_else(|| StoreError::Protocol(format!("tier {tier}")))?,
-        poll_after_ms: int(reply, at + 2)? as u32,
+        poll_after_ms: int(reply, at + 3)? as u32,
+        ready: position <= int(reply, at + 4)?,
+        eta_secs: u64::try_from(eta).ok(),
     })
 }
 
-fn gone_state(tag: &str) -> Result<PersonState, StoreError> {
+/// Decodes what status-like scripts answer for someone not waiting.
+fn gone(tag: &str) -> Option<Gone> {
     match tag {
-        "e" => Ok(PersonState::Evicted),
-        "l" => Ok(PersonState::Left),
-        other => Err(StoreError::Protocol(format!("person state {other}"))),
+        "e" => Some(Gone::Evicted),
+        "l" => Some(Gone::Left),
+        "x" => Some(Gone::AdmissionExpired),
+        _ => None,
     }
+}
+
+fn protocol(what: &str, reply: &[Value]) -> StoreError {
+    StoreError::Protocol(format!("{what}: {reply:?}"))
 }
 
 #[async_trait]
@@ -197,11 +216,15 @@ impl Store for RedisStore {
         Ok(match text(&reply, 0)?.as_str() {
             tag @ ("created" | "existing") => JoinOutcome::Placed {
                 place: Place {
-                    seq: int(&reply, 2)?,
-                    issued_at: int(&reply, 3)?,
-                    expires_at: int(&reply, 4)?,
+                    seq: int(&reply, 1)?,
+                    issued_at: int(&reply, 2)?,
+                    expires_at: int(&reply, 3)?,
                 },
-                standing: standing(&reply, 5)?,
+                presence: match text(&reply, 4)?.as_str() {
+                    "w" => Presence::Waiting(standing(&reply, 4)?),
+                    // The admission's expiry is not needed to answer a join.
+                    _ => Presence::Admitted { expires_at_ms: 0 },
+                },
                 created: tag == "created",
             },
             "no_event" => JoinOutcome::NoEvent,
@@ -221,11 +244,59 @@ impl Store for RedisStore {
         let args = vec![person.into(), seq.to_string().into()];
         let reply = self.run(&self.scripts.status, event, args).await?;
         Ok(match text(&reply, 0)?.as_str() {
-            "w" => StatusOutcome::Waiting(standing(&reply, 1)?),
+            "w" => StatusOutcome::Present(Presence::Waiting(standing(&reply, 0)?)),
+            "a" => StatusOutcome::Present(Presence::Admitted {
+                expires_at_ms: int(&reply, 1)?,
+            }),
             "unknown" => StatusOutcome::Unknown,
             "superseded" => StatusOutcome::Superseded,
-            other => StatusOutcome::Gone(gone_state(other)?),
+            other => StatusOutcome::Gone(gone(other).ok_or_else(|| protocol("status", &reply))?),
         })
+    }
+
+    async fn enter(
+        &self,
+        event: &EventId,
+        person: &str,
+        seq: u64,
+        admission_id: &str,
+        vip_only: bool,
+    ) -> Result<EnterOutcome, StoreError> {
+        let args = vec![
+            person.into(),
+            seq.to_string().into(),
+            admission_id.into(),
+            (if vip_only { "vip_only" } else { "any" }).into(),
+            (KEY_SLACK_SECS as i64).into(),
+        ];
+        let reply = self.run(&self.scripts.enter, event, args).await?;
+        Ok(match text(&reply, 0)?.as_str() {
+            "admitted" => EnterOutcome::Admitted(Admission {
+                id: text(&reply, 1)?,
+                expires_at_ms: int(&reply, 2)?,
+                new: text(&reply, 3)? == "new",
+            }),
+            "w" => EnterOutcome::NotReady(standing(&reply, 0)?),
+            "limited" => EnterOutcome::Limited,
+            "unknown" => EnterOutcome::Unknown,
+            "superseded" => EnterOutcome::Superseded,
+            other => EnterOutcome::Gone(gone(other).ok_or_else(|| protocol("enter", &reply))?),
+        })
+    }
+
+    async fn redeem(
+        &self,
+        event: &EventId,
+        admission_id: &str,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let args = vec![
+            admission_id.into(),
+            (KEY_SLACK_SECS as i64).into(),
+            (expires_at as i64).into(),
+        ];
+        let reply = self.run(&self.scripts.redeem, event, args).await?;
+        Ok(text(&reply, 0)? == "redeemed")
     }
 
     async fn leave(
@@ -237,7 +308,7 @@ impl Store for RedisStore {
         let args = vec![person.into(), seq.to_string().into()];
         let reply = self.run(&self.scripts.leave, event, args).await?;
         Ok(match text(&reply, 0)?.as_str() {
-            "l" => LeaveOutcome::Left,
+            "l" | "a" | "x" => LeaveOutcome::Left,
             "e" => LeaveOutcome::Evicted,
             "unknown" => LeaveOutcome::Unknown,
             "superseded" => LeaveOutcome::Superseded,
@@ -252,7 +323,7 @@ impl Store for RedisStore {
         let evicted = reply
             .first()
             .and_then(|v| v.as_i64())
-            .ok_or_else(|| StoreError::Protocol(format!("sweep {reply:?}")))?;
+            .ok_or_else(|| protocol("sweep", &reply))?;
         if evicted < 0 {
             let _: () = self
                 .client
@@ -264,20 +335,25 @@ impl Store for RedisStore {
         Ok(SweepOutcome::Swept {
             evicted: evicted as u64,
             waiting: int(&reply, 1)?,
+            active: int(&reply, 2)?,
         })
     }
 
     async fn figures(&self, event: &EventId) -> Result<Figures, StoreError> {
-        let keys = keys(event);
-        let waiting: u64 = self.client.zcard(&keys[2]).await.map_err(unavailable)?;
-        let totals: HashMap<String, u64> =
-            self.client.hgetall(&keys[5]).await.map_err(unavailable)?;
-        let total = |name: &str| totals.get(name).copied().unwrap_or(0);
+        let reply = self.run(&self.scripts.figures, event, vec![]).await?;
+        let door_window = text(&reply, 7)?
+            .parse()
+            .map_err(|_| protocol("figures", &reply))?;
         Ok(Figures {
-            waiting,
-            joined_total: total("joined"),
-            evicted_total: total("evicted"),
-            left_total: total("left"),
+            waiting: int(&reply, 0)?,
+            active: int(&reply, 1)?,
+            joined_total: int(&reply, 2)?,
+            evicted_total: int(&reply, 3)?,
+            left_total: int(&reply, 4)?,
+            admitted_total: int(&reply, 5)?,
+            redeemed_total: int(&reply, 6)?,
+            door_window,
+            admitted_last_minute: int(&reply, 8)?,
         })
     }
 

@@ -10,7 +10,8 @@ use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-use vestibule::http::AppState;
+use vestibule::admission::AdmissionKeys;
+use vestibule::http::{AppState, Options};
 use vestibule::store::memory::MemoryStore;
 use vestibule::store::redis::RedisStore;
 use vestibule::store::Store;
@@ -172,14 +173,23 @@ impl TestApp {
         keys_dir: PathBuf,
         redis: Option<RedisServer>,
     ) -> Self {
+        Self::spawn_with_options(store, keys_dir, redis, Options::default()).await
+    }
+
+    /// As [`Self::spawn_with`], with instance options (the admin token is always set).
+    pub async fn spawn_with_options(
+        store: Arc<dyn Store>,
+        keys_dir: PathBuf,
+        redis: Option<RedisServer>,
+        options: Options,
+    ) -> Self {
         let tickets = TicketKeys::load_or_create(&keys_dir).expect("keys");
-        let state = AppState::new(
-            store,
-            tickets,
-            Some(ADMIN_TOKEN.to_owned().into()),
-            0,
-            vec![],
-        );
+        let admissions = AdmissionKeys::load_or_create(&keys_dir).expect("admission keys");
+        let options = Options {
+            admin_token: Some(ADMIN_TOKEN.to_owned().into()),
+            ..options
+        };
+        let state = AppState::new(store, tickets, admissions, options);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -288,6 +298,36 @@ impl TestApp {
         let (status, body) = self.status(ticket).await;
         assert_eq!(status, StatusCode::OK, "status failed: {body}");
         body["position"].as_u64().expect("position")
+    }
+
+    /// Calls enter; returns the status code and body.
+    pub async fn enter(&self, ticket: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url("/v1/queue/enter"))
+            .bearer_auth(ticket)
+            .send()
+            .await
+            .expect("request");
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// Redeems an admission token; returns the status code and body.
+    pub async fn redeem(&self, admission_token: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url("/v1/admissions/redeem"))
+            .json(&json!({ "admission_token": admission_token }))
+            .send()
+            .await
+            .expect("request");
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
     }
 
     pub async fn leave(&self, ticket: &str) -> StatusCode {
