@@ -22,6 +22,20 @@ enum Command {
     Run(GatewayConfig),
     /// The gateway: public and admin API, sweeper.
     Serve(GatewayConfig),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Adds an admission key and signs with it from now on; old keys keep verifying until their
+    /// `admission-<kid>.pk8` file is deleted. Running instances pick it up within seconds.
+    Rotate {
+        /// The keys directory shared by every instance.
+        #[arg(long, env = "VESTIBULE_KEYS_DIR", default_value = "./keys")]
+        keys_dir: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -31,6 +45,12 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(config) => gateway(config, true).await,
         Command::Serve(config) => gateway(config, false).await,
+        Command::Keys(KeysCommand::Rotate { keys_dir }) => {
+            let kid = vestibule::admission::rotate(&keys_dir)
+                .with_context(|| format!("rotating keys in {}", keys_dir.display()))?;
+            println!("new signing key {kid}; old keys still verify until their files are deleted");
+            Ok(())
+        }
     }
 }
 

@@ -167,6 +167,25 @@ impl TestApp {
         }
     }
 
+    /// Two gateways over one store and one keys directory.
+    pub async fn spawn_pair(backend: Backend) -> (Self, Self) {
+        let keys_dir = temp_dir("keys");
+        let (store, redis): (Arc<dyn Store>, _) = match backend {
+            Backend::Memory => (Arc::new(MemoryStore::default()), None),
+            Backend::Redis => {
+                let redis = RedisServer::start();
+                (connect(&redis.url()).await, Some(redis))
+            }
+        };
+        let second = match &redis {
+            Some(redis) => connect(&redis.url()).await,
+            None => store.clone(),
+        };
+        let a = Self::spawn_with(store, keys_dir.clone(), redis).await;
+        let b = Self::spawn_with(second, keys_dir, None).await;
+        (a, b)
+    }
+
     /// A gateway over a given store and keys directory (two instances share both).
     pub async fn spawn_with(
         store: Arc<dyn Store>,

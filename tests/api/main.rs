@@ -6,6 +6,8 @@
 
 mod helpers;
 
+mod admission;
+mod door;
 mod errors;
 mod eviction;
 mod faults;
