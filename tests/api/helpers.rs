@@ -27,9 +27,11 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 pub enum Backend {
     Memory,
     Redis,
+    /// A three-primary Redis Cluster: the same scripts, one slot per event.
+    Cluster,
 }
 
-/// Writes each scenario once and runs it against every store.
+/// Writes each scenario once and runs it against every store: in-process, Redis, Redis Cluster.
 #[macro_export]
 macro_rules! both_stores {
     ($($scenario:ident),+ $(,)?) => {
@@ -49,6 +51,14 @@ macro_rules! both_stores {
                 }
             )+
         }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::helpers::Backend::Cluster).await;
+                }
+            )+
+        }
     };
 }
 
@@ -57,6 +67,17 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// A free port whose cluster bus port (+10000) is free and valid too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 20_000;
+        let free = |p: u16| StdListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
 }
 
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -70,15 +91,25 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    cluster: bool,
 }
 
 impl RedisServer {
     /// Starts a throwaway server with AOF on (fsync always), so a restart keeps every write.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    fn start_with(cluster: bool) -> Self {
         let mut server = Self {
-            port: free_port(),
+            port: if cluster {
+                free_cluster_port()
+            } else {
+                free_port()
+            },
             dir: temp_dir("redis"),
             child: None,
+            cluster,
         };
         server.restart();
         server
@@ -109,6 +140,7 @@ impl RedisServer {
                 "--appendfsync",
                 "always",
             ])
+            .args(["--cluster-enabled", if self.cluster { "yes" } else { "no" }])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -134,6 +166,57 @@ impl RedisServer {
     }
 }
 
+/// A Redis Cluster of three primaries (no replicas), each a child of this test.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_with(true)).collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli is installed");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !nodes
+            .iter()
+            .all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { nodes }
+    }
+
+    pub fn url(&self) -> String {
+        let others: Vec<String> = self.nodes[1..]
+            .iter()
+            .map(|n| format!("node=127.0.0.1:{}", n.port))
+            .collect();
+        format!(
+            "redis-cluster://127.0.0.1:{}?{}",
+            self.nodes[0].port,
+            others.join("&")
+        )
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
@@ -149,6 +232,8 @@ pub struct TestApp {
     stop: CancellationToken,
     /// Keeps the test's own Redis alive as long as the app.
     pub redis: Option<RedisServer>,
+    /// Keeps the test's own Redis Cluster alive as long as the app.
+    pub cluster: Option<RedisCluster>,
 }
 
 impl TestApp {
@@ -164,24 +249,34 @@ impl TestApp {
                 let store = connect(&redis.url()).await;
                 Self::spawn_with(store, keys_dir, Some(redis)).await
             }
+            Backend::Cluster => {
+                let cluster = RedisCluster::start();
+                let store = connect(&cluster.url()).await;
+                let mut app = Self::spawn_with(store, keys_dir, None).await;
+                app.cluster = Some(cluster);
+                app
+            }
         }
     }
 
     /// Two gateways over one store and one keys directory.
     pub async fn spawn_pair(backend: Backend) -> (Self, Self) {
         let keys_dir = temp_dir("keys");
-        let (store, redis): (Arc<dyn Store>, _) = match backend {
-            Backend::Memory => (Arc::new(MemoryStore::default()), None),
-            Backend::Redis => {
-                let redis = RedisServer::start();
-                (connect(&redis.url()).await, Some(redis))
+        let (mut redis, mut cluster) = (None, None);
+        let url = match backend {
+            Backend::Memory => None,
+            Backend::Redis => Some(redis.insert(RedisServer::start()).url()),
+            Backend::Cluster => Some(cluster.insert(RedisCluster::start()).url()),
+        };
+        let (first, second): (Arc<dyn Store>, Arc<dyn Store>) = match url {
+            Some(url) => (connect(&url).await, connect(&url).await),
+            None => {
+                let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+                (store.clone(), store)
             }
         };
-        let second = match &redis {
-            Some(redis) => connect(&redis.url()).await,
-            None => store.clone(),
-        };
-        let a = Self::spawn_with(store, keys_dir.clone(), redis).await;
+        let mut a = Self::spawn_with(first, keys_dir.clone(), redis).await;
+        a.cluster = cluster;
         let b = Self::spawn_with(second, keys_dir, None).await;
         (a, b)
     }
@@ -226,6 +321,7 @@ impl TestApp {
             keys_dir,
             stop,
             redis,
+            cluster: None,
         }
     }
 
