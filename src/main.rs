@@ -22,6 +22,8 @@ enum Command {
     Run(GatewayConfig),
     /// The gateway: public and admin API, sweeper.
     Serve(GatewayConfig),
+    /// Operator commands over the admin API of a running gateway.
+    Admin(vestibule::admin_cli::AdminArgs),
 }
 
 #[tokio::main]
@@ -31,6 +33,14 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(config) => gateway(config, true).await,
         Command::Serve(config) => gateway(config, false).await,
+        Command::Admin(args) => {
+            // An operator's terminal wants the API's answer, not anyhow's backtrace.
+            if let Err(err) = vestibule::admin_cli::run(args).await {
+                eprintln!("error: {err}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod admin_cli;
 mod errors;
 mod eviction;
 mod faults;
