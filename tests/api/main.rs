@@ -7,6 +7,7 @@
 mod helpers;
 
 mod admin_cli;
+mod compose;
 mod errors;
 mod eviction;
 mod faults;
