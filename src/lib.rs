@@ -9,7 +9,9 @@
 //! - [`sweeper`]: evicts ghosts in bounded batches, safely on every instance.
 //! - [`metrics`]: the Prometheus registry of an instance.
 //! - [`config`], [`telemetry`], [`startup`]: configuration, logging and wiring.
+//! - [`admin_cli`]: `vestibule admin …`, operator commands over the admin API.
 
+pub mod admin_cli;
 pub mod admission;
 pub mod config;
 pub mod event;

@@ -22,6 +22,8 @@ enum Command {
     Run(GatewayConfig),
     /// The gateway: public and admin API, sweeper.
     Serve(GatewayConfig),
+    /// Operator commands over the admin API of a running gateway.
+    Admin(vestibule::admin_cli::AdminArgs),
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -49,6 +51,14 @@ async fn main() -> anyhow::Result<()> {
             let kid = vestibule::admission::rotate(&keys_dir)
                 .with_context(|| format!("rotating keys in {}", keys_dir.display()))?;
             println!("new signing key {kid}; old keys still verify until their files are deleted");
+            Ok(())
+        }
+        Command::Admin(args) => {
+            // An operator's terminal wants the API's answer, not anyhow's backtrace.
+            if let Err(err) = vestibule::admin_cli::run(args).await {
+                eprintln!("error: {err}");
+                std::process::exit(1);
+            }
             Ok(())
         }
     }

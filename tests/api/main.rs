@@ -6,7 +6,9 @@
 
 mod helpers;
 
+mod admin_cli;
 mod admission;
+mod compose;
 mod door;
 mod errors;
 mod eviction;
