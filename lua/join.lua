@@ -28,8 +28,9 @@ if rec then
   -- Evicted or left: joining again takes a new place at the back.
 end
 
-if meta[1] ~= 'open' then
-  return {'not_open', meta[1]}
+local state = state_at(now)
+if state ~= 'open' then
+  return {'not_open', state}
 end
 local max_len = tonumber(meta[2])
 if max_len > 0 and redis.call('ZCARD', KEYS[3]) >= max_len then

@@ -13,6 +13,6 @@ if st == 'w' then
   redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('HSET', KEYS[5], ARGV[1], 'l' .. string.sub(rec, 2))
   redis.call('HINCRBY', KEYS[6], 'left', 1)
-  return {'l'}
+  return {'left'}
 end
 return {st}

@@ -11,6 +11,7 @@
 --   KEYS[7] active   zset: admission id -> expiry (ms): live admitted sessions
 --   KEYS[8] admits   zset: admission id -> admitted at (ms), the last minute: the measured outflow
 --   KEYS[9] redeemed hash: admission id -> redeemed at (ms)
+--   KEYS[10] audit   stream: every change of the valves (capped); lives with the definition (meta)
 
 -- How far back the measured outflow looks (ms).
 local OUTFLOW_WINDOW_MS = 60000
@@ -40,11 +41,22 @@ local function tier_of(position, meta_key)
   return 'slow', tonumber(t[4])
 end
 
--- Every queue key lives as long as the newest ticket (or admission) can be used, then drains away.
+-- Every queue key (2..9) lives as long as the newest ticket (or admission) can be used, then drains
+-- away. The definition (meta) and its audit trail live until the event is closed.
 local function keep_alive(seconds)
-  for i = 2, #KEYS do
+  for i = 2, 9 do
     redis.call('EXPIRE', KEYS[i], seconds)
   end
+end
+
+-- The state in force at `now`: a scheduled event with `opens_at` (unix s, 0: none) opens by itself, on the
+-- store's clock, at the same instant for every gateway.
+local function state_at(now)
+  local m = redis.call('HMGET', KEYS[1], 'state', 'opens_at')
+  if m[1] == 'scheduled' and tonumber(m[2] or '0') > 0 and tonumber(m[2]) * 1000 <= now then
+    return 'open', tonumber(m[2]) * 1000
+  end
+  return m[1], nil
 end
 
 -- Advances the door to `now` and returns its window (how many people from the head may enter),
@@ -52,10 +64,15 @@ end
 -- number of gateways are serialised by Redis and credit only the store-clock time elapsed since
 -- the previous tick, so together they never release more than admission_rate allows.
 local function door_tick(now)
-  local m = redis.call('HMGET', KEYS[1], 'state', 'admission_rate', 'max_active', 'door_credit', 'door_tick_ms')
-  local state, rate, max_active = m[1], tonumber(m[2]), tonumber(m[3])
-  local credit = tonumber(m[4]) or 0
-  local last = tonumber(m[5]) or now
+  local m = redis.call('HMGET', KEYS[1], 'admission_rate', 'max_active', 'door_credit', 'door_tick_ms')
+  local rate, max_active = tonumber(m[1]), tonumber(m[2])
+  local credit = tonumber(m[3]) or 0
+  local last = tonumber(m[4]) or now
+  local state, opened_at = state_at(now)
+  if opened_at then
+    -- No credit for the time before a scheduled opening.
+    last = math.max(last, opened_at)
+  end
   redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
   if state == 'open' and now > last then
     credit = credit + (now - last) * rate / 1000
@@ -93,11 +110,10 @@ local function eta(position, window, now)
   end
   local rate = outflow(now)
   if rate <= 0 then
-    local m = redis.call('HMGET', KEYS[1], 'state', 'admission_rate')
-    if m[1] ~= 'open' then
+    if state_at(now) ~= 'open' then
       return -1
     end
-    rate = tonumber(m[2])
+    rate = tonumber(redis.call('HGET', KEYS[1], 'admission_rate'))
   end
   if rate <= 0 then
     return -1

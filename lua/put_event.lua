@@ -1,20 +1,39 @@
--- Create or update an event's valves. ARGV: field, value, field, value, ..., then the retention (s)
--- of a closed event as the last argument. Bumps the version so every instance can see a change.
--- The door is ticked first, so the time before the change is credited at the old rate.
-local n = #ARGV - 1
-local fields = {}
-for i = 1, n do
-  fields[i] = ARGV[i]
+-- Create or update an event's valves, and append the change to its audit trail, atomically.
+-- ARGV[1] retention (s) of a closed event, ARGV[2] who (admin token id), ARGV[3] audit length,
+-- then field, value, field, value, ...
+-- Bumps the version. The door is ticked first, so the time before the change is credited at the
+-- old rate. Returns {version, changes as JSON}.
+local now = now_ms()
+local existed = redis.call('EXISTS', KEYS[1]) == 1
+if existed then
+  door_tick(now)
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  door_tick(now_ms())
+local changes = {}
+local changed = false
+for i = 4, #ARGV, 2 do
+  local field, value = ARGV[i], ARGV[i + 1]
+  local old = redis.call('HGET', KEYS[1], field)
+  if old ~= value then
+    changes[field] = {old = old or cjson.null, new = value}
+    changed = true
+  end
+  redis.call('HSET', KEYS[1], field, value)
 end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('HINCRBY', KEYS[1], 'version', 1)
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+local encoded = '{}'
+if changed then
+  encoded = cjson.encode(changes)
+end
+if changed or not existed then
+  redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[3], '*',
+    'at', now, 'by', ARGV[2], 'version', version, 'changes', encoded)
+end
 if redis.call('HGET', KEYS[1], 'state') == 'closed' then
-  -- A closed event's definition drains away with its queue.
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[#ARGV]))
+  -- A closed event's definition and audit trail drain away with its queue.
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+  redis.call('EXPIRE', KEYS[10], tonumber(ARGV[1]))
 else
   redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[10])
 end
-return redis.call('HGET', KEYS[1], 'version')
+return {version, encoded}

@@ -120,6 +120,8 @@ pub struct EventConfig {
     pub max_active: u64,
     /// Lifetime of an admission token, and of the live session it stands for.
     pub admission_ttl_secs: u32,
+    /// When a scheduled event opens by itself (unix seconds, store clock); `None`: by hand.
+    pub opens_at: Option<u64>,
     /// Bumped on every change.
     pub version: u64,
 }
@@ -139,6 +141,7 @@ impl Default for EventConfig {
             admission_rate: 1.0,
             max_active: 100,
             admission_ttl_secs: 600,
+            opens_at: None,
             version: 0,
         }
     }
@@ -161,6 +164,8 @@ pub struct EventUpdate {
     pub admission_rate: Option<f64>,
     pub max_active: Option<u64>,
     pub admission_ttl_secs: Option<u32>,
+    /// Unix seconds; 0 clears it.
+    pub opens_at: Option<u64>,
 }
 
 /// A valve value out of range: the field and why.
@@ -190,6 +195,9 @@ impl EventConfig {
         next.admission_rate = u.admission_rate.unwrap_or(next.admission_rate);
         next.max_active = u.max_active.unwrap_or(next.max_active);
         next.admission_ttl_secs = u.admission_ttl_secs.unwrap_or(next.admission_ttl_secs);
+        if let Some(at) = u.opens_at {
+            next.opens_at = (at > 0).then_some(at);
+        }
         next.validate()?;
         Ok(next)
     }
@@ -230,6 +238,16 @@ impl EventConfig {
         Ok(())
     }
 
+    /// The state in force at `now_ms`: a scheduled event opens by itself at `opens_at`.
+    pub fn state_at(&self, now_ms: u64) -> EventState {
+        match self.opens_at {
+            Some(at) if self.state == EventState::Scheduled && at * 1000 <= now_ms => {
+                EventState::Open
+            }
+            _ => self.state,
+        }
+    }
+
     /// The tier and poll interval of a waiting person at `position`.
     pub fn tier_of(&self, position: u64) -> (Tier, u32) {
         if position <= u64::from(self.vip_size) {
@@ -256,6 +274,7 @@ impl EventConfig {
             ("admission_rate", self.admission_rate.to_string()),
             ("max_active", self.max_active.to_string()),
             ("admission_ttl_secs", self.admission_ttl_secs.to_string()),
+            ("opens_at", self.opens_at.unwrap_or(0).to_string()),
         ]
     }
 
@@ -284,6 +303,7 @@ impl EventConfig {
             admission_rate: num(fields, "admission_rate", d.admission_rate),
             max_active: num(fields, "max_active", d.max_active),
             admission_ttl_secs: num(fields, "admission_ttl_secs", d.admission_ttl_secs),
+            opens_at: Some(num(fields, "opens_at", 0)).filter(|&at| at > 0),
             version: num(fields, "version", 0),
         }
     }
@@ -332,6 +352,7 @@ mod tests {
             heartbeat_ttl_secs: 30,
             identity: Identity::UserId,
             admission_rate: 0.5,
+            opens_at: Some(1_800_000_000),
             ..EventConfig::default()
         };
         let fields = config

@@ -96,7 +96,7 @@ pub async fn ensure_demo_event(store: &dyn Store) -> anyhow::Result<Option<Event
         state: EventState::Open,
         ..EventConfig::default()
     };
-    store.put_event(&demo, &config).await?;
+    store.put_event(&demo, &config, "vestibule run").await?;
     Ok(Some(demo))
 }
 

@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::event::EventState;
 use crate::http::AppState;
 use crate::store::SweepOutcome;
+
+/// Who the audit trail names for a scheduled opening.
+pub const SCHEDULER: &str = "scheduler";
 
 /// Ghosts evicted per store call: bounds how long one call holds Redis.
 pub const BATCH: u32 = 500;
@@ -31,46 +35,71 @@ pub async fn run(app: AppState, interval: Duration, stop: CancellationToken) {
     }
 }
 
-/// One round over every event.
+/// One round over every event: evict ghosts, then refresh the event's gauges from the store.
 pub async fn round(app: &AppState) -> Result<(), crate::store::StoreError> {
     if let Some(limiter) = &app.join_limiter {
         limiter.retain_recent();
     }
     for event in app.store.list_events().await? {
         let label = [event.as_str()];
+        let mut exists = true;
         for _ in 0..MAX_BATCHES_PER_ROUND {
             match app.store.sweep(&event, BATCH).await? {
-                SweepOutcome::Swept {
-                    evicted,
-                    waiting,
-                    active,
-                } => {
-                    app.metrics
-                        .active
-                        .with_label_values(&label)
-                        .set(active as i64);
+                SweepOutcome::Swept { evicted, .. } => {
                     app.metrics
                         .evicted
                         .with_label_values(&label)
                         .inc_by(evicted);
-                    app.metrics
-                        .queue_waiting
-                        .with_label_values(&label)
-                        .set(waiting as i64);
                     if evicted > 0 {
-                        tracing::debug!(%event, evicted, waiting, "evicted ghosts");
+                        tracing::debug!(%event, evicted, "evicted ghosts");
                     }
                     if evicted < u64::from(BATCH) {
                         break;
                     }
                 }
                 SweepOutcome::NoEvent => {
-                    let _ = app.metrics.queue_waiting.remove_label_values(&label);
-                    let _ = app.metrics.active.remove_label_values(&label);
+                    exists = false;
                     break;
                 }
             }
         }
+        let mut config = match app.store.get_event(&event).await? {
+            Some(config) if exists => config,
+            _ => {
+                app.metrics.forget_event(event.as_str());
+                continue;
+            }
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let state_now = config.state_at(now_ms);
+        if state_now != config.state {
+            // The scripts already treat it as open (on the store's clock); make the stored
+            // state say so too, with an audit entry. Several instances may race here: the
+            // later writes change nothing and add no entry.
+            config.state = state_now;
+            let change = app.store.put_event(&event, &config, SCHEDULER).await?;
+            tracing::info!(%event, version = change.version, "scheduled event opened");
+        }
+        let figures = app.store.figures(&event).await?;
+        let m = &app.metrics;
+        m.queue_waiting
+            .with_label_values(&label)
+            .set(figures.waiting as i64);
+        m.active
+            .with_label_values(&label)
+            .set(figures.active as i64);
+        m.max_active
+            .with_label_values(&label)
+            .set(config.max_active as i64);
+        let open = state_now == EventState::Open;
+        m.door_rate
+            .with_label_values(&label)
+            .set(if open { config.admission_rate } else { 0.0 });
+        m.outflow
+            .with_label_values(&label)
+            .set(figures.admitted_last_minute as f64 / 60.0);
     }
     Ok(())
 }

@@ -1,11 +1,13 @@
-//! The operator API (minimal for now): create, update and read an event's valves.
+//! The operator API: create, update, read and list events, and read their audit trail. Every
+//! change is validated, applied atomically with its audit entry, and logged.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::ExposeSecret;
+use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
@@ -14,8 +16,12 @@ use super::extract::{bearer, ApiJson};
 use super::AppState;
 use crate::event::{EventConfig, EventId, EventUpdate};
 
-/// Proof that the request carries the admin token (compared in constant time).
-pub struct Admin;
+/// Proof that the request carries the admin token (compared in constant time), and the id
+/// the audit trail records for it: never the token itself.
+pub struct Admin {
+    /// `admin:` and the first 8 hex digits of the token's SHA-256.
+    pub token_id: String,
+}
 
 impl axum::extract::FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
@@ -27,7 +33,17 @@ impl axum::extract::FromRequestParts<AppState> for Admin {
             .as_bytes()
             .ct_eq(expected.expose_secret().as_bytes())
             .into();
-        equal.then_some(Admin).ok_or(ApiError::Unauthorized)
+        if !equal {
+            return Err(ApiError::Unauthorized);
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, given.as_bytes());
+        let hex: String = digest.as_ref()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Admin {
+            token_id: format!("admin:{hex}"),
+        })
     }
 }
 
@@ -35,9 +51,10 @@ fn admin_event_id(raw: &str) -> Result<EventId, ApiError> {
     EventId::parse(raw).map_err(|reason| ApiError::invalid_field("event_id", reason))
 }
 
-/// `PUT /admin/v1/events/{event_id}`: creates (201) or updates (200) an event.
+/// `PUT /admin/v1/events/{event_id}`: creates (201) or updates (200) an event. The change is in
+/// force on every instance at once: every store step reads the valves from the store.
 pub async fn put_event(
-    _: Admin,
+    admin: Admin,
     State(app): State<AppState>,
     Path(raw): Path<String>,
     ApiJson(update): ApiJson<EventUpdate>,
@@ -49,15 +66,25 @@ pub async fn put_event(
         .unwrap_or_default()
         .apply(&update)
         .map_err(|e| ApiError::invalid_field(e.field, e.reason))?;
-    let version = app.store.put_event(&event, &next).await?;
-    tracing::info!(%event, ?update, version, "event valves changed");
+    let change = app.store.put_event(&event, &next, &admin.token_id).await?;
+    tracing::info!(
+        %event,
+        by = %admin.token_id,
+        version = change.version,
+        changes = %change.changes,
+        "event valves changed"
+    );
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    let body = EventConfig { version, ..next };
-    Ok((status, Json(json!({ "event_id": event, "config": body }))).into_response())
+    let config = EventConfig {
+        version: change.version,
+        ..next
+    };
+    let body = json!({ "event_id": event, "config": config, "changes": change.changes });
+    Ok((status, Json(body)).into_response())
 }
 
 /// `GET /admin/v1/events/{event_id}`: the valves and live figures.
@@ -67,11 +94,69 @@ pub async fn get_event(
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let event = admin_event_id(&raw)?;
+    Ok(Json(describe(&app, event).await?).into_response())
+}
+
+async fn describe(app: &AppState, event: EventId) -> Result<serde_json::Value, ApiError> {
     let config = app
         .store
         .get_event(&event)
         .await?
         .ok_or(ApiError::EventNotFound)?;
     let figures = app.store.figures(&event).await?;
-    Ok(Json(json!({ "event_id": event, "config": config, "figures": figures })).into_response())
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let state_now = config.state_at(now_ms);
+    let door_rate = if state_now == crate::event::EventState::Open {
+        config.admission_rate
+    } else {
+        0.0
+    };
+    Ok(json!({
+        "event_id": event,
+        "state_now": state_now,
+        "config": config,
+        "figures": figures,
+        "door_rate_now": door_rate,
+        "outflow_per_second_last_minute": figures.admitted_last_minute as f64 / 60.0,
+    }))
+}
+
+/// `GET /admin/v1/events`: every event with its valves and live figures.
+pub async fn list_events(_: Admin, State(app): State<AppState>) -> Result<Response, ApiError> {
+    let mut ids = app.store.list_events().await?;
+    ids.sort();
+    let mut events = Vec::with_capacity(ids.len());
+    for event in ids {
+        match describe(&app, event).await {
+            Ok(described) => events.push(described),
+            // Gone between the listing and the read: not an error.
+            Err(ApiError::EventNotFound) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(Json(json!({ "events": events })).into_response())
+}
+
+/// Query of the audit endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Most entries to answer (default 100, at most the trail's length).
+    limit: Option<usize>,
+}
+
+/// `GET /admin/v1/events/{event_id}/audit`: who changed which valve when, newest first.
+pub async fn audit(
+    _: Admin,
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let event = admin_event_id(&raw)?;
+    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let limit = query.limit.unwrap_or(100).clamp(1, crate::store::AUDIT_LEN);
+    let entries = app.store.audit(&event, limit).await?;
+    Ok(Json(json!({ "event_id": event, "entries": entries })).into_response())
 }

@@ -31,26 +31,31 @@ pub async fn enter(
         .store
         .enter(&event, &claims.sub, claims.seq, &admission_id, vip_only)
         .await?;
-    let admission = match outcome {
-        EnterOutcome::Admitted(admission) => admission,
+    let refused = match outcome {
+        EnterOutcome::Admitted(admission) => Ok(admission),
         EnterOutcome::NotReady(standing) => {
             let poll = u64::from(standing.poll_after_ms).div_ceil(1000);
             let wait = standing.eta_secs.unwrap_or(poll).clamp(1, poll.max(1));
-            return Err(ApiError::NotReady {
+            Err(ApiError::NotReady {
                 retry_after_secs: wait,
-            });
-        }
-        EnterOutcome::Limited => {
-            return Err(ApiError::RateLimited {
-                retry_after_secs: 1,
             })
         }
-        EnterOutcome::Gone(gone) => return Err(gone_error(gone)),
-        EnterOutcome::Unknown => return Err(no_place()),
-        EnterOutcome::Superseded => return Err(superseded()),
+        EnterOutcome::Limited => Err(ApiError::RateLimited {
+            retry_after_secs: 1,
+        }),
+        EnterOutcome::Gone(gone) => Err(gone_error(gone)),
+        EnterOutcome::Unknown => Err(no_place()),
+        EnterOutcome::Superseded => Err(superseded()),
     };
+    let label = [event.as_str()];
+    let admission = refused.inspect_err(|err| app.metrics.reject(label[0], err.code()))?;
     if admission.new {
         let waited = jsonwebtoken::get_current_timestamp().saturating_sub(claims.iat);
+        app.metrics.admitted.with_label_values(&label).inc();
+        app.metrics
+            .time_in_queue
+            .with_label_values(&label)
+            .observe(waited as f64);
         tracing::info!(%event, admission = %admission.id, waited_secs = waited, "admitted");
     }
     let body = json!({
@@ -83,6 +88,10 @@ pub async fn redeem(
     if !app.store.redeem(&event, &claims.jti, claims.exp).await? {
         return Err(ApiError::AlreadyRedeemed);
     }
+    app.metrics
+        .redeemed
+        .with_label_values(&[event.as_str()])
+        .inc();
     Ok(Json(json!({ "redeemed": true, "claims": claims })).into_response())
 }
 

@@ -10,7 +10,9 @@
 //!   internal; the cause goes to the log.
 //! - Bad input never changes state and never answers 500.
 
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -184,11 +186,35 @@ impl From<StoreError> for ApiError {
     }
 }
 
+tokio::task_local! {
+    /// The `X-Request-Id` of the request being handled, for error bodies.
+    static REQUEST_ID: String;
+}
+
+/// Makes the request id available to every error built while handling the request.
+pub async fn scope_request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    REQUEST_ID.scope(id, next.run(req)).await
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({ "code": self.code(), "message": self.to_string() });
         if let Self::InvalidField { field, .. } = &self {
             error["field"] = json!(field);
+        }
+        if let Ok(id) = REQUEST_ID.try_with(Clone::clone) {
+            if !id.is_empty() {
+                error["request_id"] = json!(id);
+            }
+        }
+        if self.status().is_server_error() {
+            tracing::warn!(code = self.code(), "answered with a server error");
         }
         let mut response = (self.status(), axum::Json(json!({ "error": error }))).into_response();
         if let Some(secs) = self.retry_after_secs() {

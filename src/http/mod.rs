@@ -24,6 +24,8 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 use ipnet::IpNet;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::admission::AdmissionKeys;
 use crate::metrics::Metrics;
@@ -97,12 +99,13 @@ impl AppState {
         });
         let enter_limiter = NonZeroU32::new(options.enter_rate)
             .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
+        let metrics = Metrics::new(store.collectors());
         Self(Arc::new(AppInner {
             store,
             tickets,
             admissions,
             admin_token: options.admin_token,
-            metrics: Metrics::new(),
+            metrics,
             join_limiter,
             enter_limiter,
             trusted_proxies: options.trusted_proxies,
@@ -119,10 +122,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/queue/enter", post(entry::enter))
         .route("/v1/admissions/redeem", post(entry::redeem))
         .route("/.well-known/jwks.json", get(entry::jwks))
+        .route("/admin/v1/events", get(admin::list_events))
         .route(
             "/admin/v1/events/{event_id}",
             get(admin::get_event).put(admin::put_event),
         )
+        .route("/admin/v1/events/{event_id}/audit", get(admin::audit))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -130,13 +135,27 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(time_budget));
     // A stream stays open for as long as its person waits: no time budget.
     let streams = Router::new().route("/v1/queue/stream", get(queue::stream));
+    // Layers run outside in: the last added sees the request first.
     bounded
         .merge(streams)
         .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(error::scope_request_id))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
         ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let request_id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id)
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

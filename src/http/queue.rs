@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::extract::{parse_json, BearerOrQuery, ClientIp};
 use super::AppState;
 use crate::event::{EventId, Tier};
+use crate::metrics::UNKNOWN_EVENT;
 use crate::store::{Gone, JoinOutcome, LeaveOutcome, Person, Presence, StatusOutcome};
 use crate::tickets::TicketClaims;
 
@@ -106,33 +107,43 @@ pub async fn join(
     };
     let person = person_for(&app, &event, &headers, request)?;
     if let Some(limiter) = &app.join_limiter {
-        limiter.check_key(&client).map_err(|not_until| {
+        if let Err(not_until) = limiter.check_key(&client) {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ));
-            ApiError::RateLimited {
+            // The event is not known to exist yet: never a label a client could choose.
+            app.metrics.reject(UNKNOWN_EVENT, "rate_limited");
+            return Err(ApiError::RateLimited {
                 retry_after_secs: wait.as_secs() + 1,
-            }
-        })?;
+            });
+        }
     }
 
-    let (place, presence, created) = match app.store.join(&event, &person).await? {
+    let refused = match app.store.join(&event, &person).await? {
         JoinOutcome::Placed {
             place,
             presence,
             created,
-        } => (place, presence, created),
-        JoinOutcome::NoEvent => return Err(ApiError::EventNotFound),
-        JoinOutcome::ClaimRefused => {
-            return Err(ApiError::invalid_field(
-                "user_id",
-                "this event names people itself; send no user_id",
-            ))
-        }
-        JoinOutcome::NotOpen(state) if state == "closed" => return Err(ApiError::EventClosed),
-        JoinOutcome::NotOpen(state) => return Err(ApiError::EventNotOpen(state)),
-        JoinOutcome::Full => return Err(ApiError::QueueFull),
+        } => Ok((place, presence, created)),
+        JoinOutcome::NoEvent => Err(ApiError::EventNotFound),
+        JoinOutcome::ClaimRefused => Err(ApiError::invalid_field(
+            "user_id",
+            "this event names people itself; send no user_id",
+        )),
+        JoinOutcome::NotOpen(state) if state == "closed" => Err(ApiError::EventClosed),
+        JoinOutcome::NotOpen(state) => Err(ApiError::EventNotOpen(state)),
+        JoinOutcome::Full => Err(ApiError::QueueFull),
     };
+    let (place, presence, created) = refused.inspect_err(|err| {
+        let label = match err {
+            ApiError::EventNotFound => UNKNOWN_EVENT,
+            _ => event.as_str(),
+        };
+        app.metrics.reject(label, err.code());
+    })?;
+    if created {
+        app.metrics.joins.with_label_values(&[event.as_str()]).inc();
+    }
     let ticket = app.tickets.issue(&event, &person.id, &place);
     let status = StatusResponse::new(event, presence);
     let body = JoinResponse {
@@ -225,6 +236,11 @@ async fn current_status(
     event: EventId,
     claims: &TicketClaims,
 ) -> Result<StatusResponse, ApiError> {
+    // The event comes from a ticket we signed: a bounded label.
+    app.metrics
+        .status_polls
+        .with_label_values(&[event.as_str()])
+        .inc();
     match app.store.status(&event, &claims.sub, claims.seq).await? {
         StatusOutcome::Present(presence) => Ok(StatusResponse::new(event, presence)),
         StatusOutcome::Gone(gone) => Err(gone_error(gone)),
@@ -308,7 +324,12 @@ pub async fn leave(
 ) -> Result<StatusCode, ApiError> {
     let (event, claims) = verify(&app, &token)?;
     match app.store.leave(&event, &claims.sub, claims.seq).await? {
-        LeaveOutcome::Left => Ok(StatusCode::NO_CONTENT),
+        LeaveOutcome::Left { now } => {
+            if now {
+                app.metrics.left.with_label_values(&[event.as_str()]).inc();
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
         LeaveOutcome::Evicted => Err(ApiError::Evicted),
         LeaveOutcome::Unknown => Err(no_place()),
         LeaveOutcome::Superseded => Err(superseded()),

@@ -8,8 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::{
-    Admission, EnterOutcome, Figures, Gone, JoinOutcome, LeaveOutcome, Person, Place, Presence,
-    Standing, StatusOutcome, Store, StoreError, SweepOutcome, KEY_SLACK_SECS,
+    Admission, AuditEntry, Change, EnterOutcome, Figures, Gone, JoinOutcome, LeaveOutcome, Person,
+    Place, Presence, Standing, StatusOutcome, Store, StoreError, SweepOutcome, AUDIT_LEN,
+    KEY_SLACK_SECS,
 };
 use crate::event::{EventConfig, EventId, EventState, Identity};
 
@@ -24,6 +25,8 @@ pub struct MemoryStore {
 
 struct Event {
     config: EventConfig,
+    /// Newest last, at most `AUDIT_LEN`.
+    audit: VecDeque<AuditEntry>,
     /// When a closed event's definition goes away (ms), like the Redis key's TTL.
     expires_at_ms: Option<u64>,
     /// People released and not yet entered (fractional: the door's carry).
@@ -83,8 +86,12 @@ impl Event {
         while q.active.first().is_some_and(|(exp, _)| *exp <= now) {
             q.active.pop_first();
         }
-        let open = self.config.state == EventState::Open;
-        let last = self.door_tick_ms.unwrap_or(now);
+        let open = self.config.state_at(now) == EventState::Open;
+        let mut last = self.door_tick_ms.unwrap_or(now);
+        if let (EventState::Scheduled, Some(at)) = (self.config.state, self.config.opens_at) {
+            // No credit for the time before a scheduled opening.
+            last = last.max(at * 1000);
+        }
         if open && now > last {
             self.door_credit += (now - last) as f64 * self.config.admission_rate / 1000.0;
         }
@@ -121,7 +128,7 @@ impl Event {
         }
         let mut rate = self.outflow(now);
         if rate <= 0.0 {
-            if self.config.state != EventState::Open {
+            if self.config.state_at(now) != EventState::Open {
                 return None;
             }
             rate = self.config.admission_rate;
@@ -198,11 +205,18 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn put_event(&self, event: &EventId, config: &EventConfig) -> Result<u64, StoreError> {
+    async fn put_event(
+        &self,
+        event: &EventId,
+        config: &EventConfig,
+        by: &str,
+    ) -> Result<Change, StoreError> {
         let now = now_ms();
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let existed = events.contains_key(event);
         let entry = events.entry(event.clone()).or_insert_with(|| Event {
             config: config.clone(),
+            audit: VecDeque::new(),
             expires_at_ms: None,
             door_credit: 0.0,
             door_tick_ms: None,
@@ -210,6 +224,23 @@ impl Store for MemoryStore {
         });
         // Credit the time before the change at the old rate.
         entry.door_tick(now);
+        let old: HashMap<&str, String> = if existed {
+            entry.config.to_fields().into_iter().collect()
+        } else {
+            HashMap::new()
+        };
+        let mut changes = serde_json::Map::new();
+        for (field, value) in config.to_fields() {
+            if old.get(field) != Some(&value) {
+                let was = old
+                    .get(field)
+                    .map_or(serde_json::Value::Null, |v| v.clone().into());
+                changes.insert(
+                    field.to_owned(),
+                    serde_json::json!({"old": was, "new": value}),
+                );
+            }
+        }
         let version = entry.config.version + 1;
         entry.config = EventConfig {
             version,
@@ -217,7 +248,26 @@ impl Store for MemoryStore {
         };
         entry.expires_at_ms =
             (config.state == EventState::Closed).then(|| now + keep_ms(config.ticket_ttl_secs));
-        Ok(version)
+        let changes = serde_json::Value::Object(changes);
+        if !existed || changes.as_object().is_some_and(|c| !c.is_empty()) {
+            if entry.audit.len() == AUDIT_LEN {
+                entry.audit.pop_front();
+            }
+            entry.audit.push_back(AuditEntry {
+                at_ms: now,
+                by: by.to_owned(),
+                version,
+                changes: changes.clone(),
+            });
+        }
+        Ok(Change { version, changes })
+    }
+
+    async fn audit(&self, event: &EventId, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let entries = self.with_event(event, |e, _| {
+            e.audit.iter().rev().take(limit).cloned().collect()
+        });
+        Ok(entries.unwrap_or_default())
     }
 
     async fn get_event(&self, event: &EventId) -> Result<Option<EventConfig>, StoreError> {
@@ -256,8 +306,9 @@ impl Store for MemoryStore {
                     State::Evicted | State::Left => {}
                 }
             }
-            if e.config.state != EventState::Open {
-                return JoinOutcome::NotOpen(e.config.state.as_str().to_owned());
+            let state = e.config.state_at(now);
+            if state != EventState::Open {
+                return JoinOutcome::NotOpen(state.as_str().to_owned());
             }
             let q = &mut e.queue;
             if e.config.max_queue_len > 0 && q.waiting.total() >= e.config.max_queue_len {
@@ -417,10 +468,10 @@ impl Store for MemoryStore {
                     q.waiting.add(seq, -1);
                     q.heartbeats.remove(&(rec.last_seen_ms, person.to_owned()));
                     q.figures.left_total += 1;
-                    LeaveOutcome::Left
+                    LeaveOutcome::Left { now: true }
                 }
                 State::Evicted => LeaveOutcome::Evicted,
-                State::Left | State::Admitted { .. } => LeaveOutcome::Left,
+                State::Left | State::Admitted { .. } => LeaveOutcome::Left { now: false },
             }
         });
         Ok(outcome.unwrap_or(LeaveOutcome::Unknown))

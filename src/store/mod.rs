@@ -150,8 +150,12 @@ pub enum EnterOutcome {
 /// The answer to a leave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LeaveOutcome {
-    /// The person is out of the queue (now or already, or admitted meanwhile).
-    Left,
+    /// The person is out of the queue: left by this call (`now`), or already out (left
+    /// before, or admitted meanwhile).
+    Left {
+        /// True when this call removed them.
+        now: bool,
+    },
     /// The sweeper evicted them first.
     Evicted,
     /// As in [`StatusOutcome::Unknown`].
@@ -174,6 +178,31 @@ pub enum SweepOutcome {
     },
     /// The event no longer exists.
     NoEvent,
+}
+
+/// Most entries kept in an event's audit trail.
+pub const AUDIT_LEN: usize = 1000;
+
+/// The result of writing an event's valves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// The new version.
+    pub version: u64,
+    /// `{field: {old, new}}` for every valve that changed (stored spellings).
+    pub changes: serde_json::Value,
+}
+
+/// One change of an event's valves.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditEntry {
+    /// When (store clock, unix ms).
+    pub at_ms: u64,
+    /// Who: the id of the admin token used.
+    pub by: String,
+    /// The version the change made.
+    pub version: u64,
+    /// `{field: {old, new}}`.
+    pub changes: serde_json::Value,
 }
 
 /// Live figures of an event.
@@ -203,8 +232,16 @@ pub struct Figures {
 /// integration suite runs the same scenarios against each.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Writes an event's valves; returns the new version.
-    async fn put_event(&self, event: &EventId, config: &EventConfig) -> Result<u64, StoreError>;
+    /// Writes an event's valves and appends the change, made `by` an operator, to its audit
+    /// trail in the same atomic step.
+    async fn put_event(
+        &self,
+        event: &EventId,
+        config: &EventConfig,
+        by: &str,
+    ) -> Result<Change, StoreError>;
+    /// The newest `limit` entries of an event's audit trail, newest first.
+    async fn audit(&self, event: &EventId, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
     /// Reads an event's valves.
     async fn get_event(&self, event: &EventId) -> Result<Option<EventConfig>, StoreError>;
     /// Every event the store knows.
@@ -248,4 +285,8 @@ pub trait Store: Send + Sync + 'static {
     async fn figures(&self, event: &EventId) -> Result<Figures, StoreError>;
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The store's own metrics (call latency and errors), registered by each instance.
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        Vec::new()
+    }
 }

@@ -3,15 +3,18 @@
 //! script touches one slot and the same code runs on one Redis or on a Redis Cluster.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::scripts::Script;
+use fred::types::FromValue;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
 use super::{
-    Admission, EnterOutcome, Figures, Gone, JoinOutcome, LeaveOutcome, Person, Place, Presence,
-    Standing, StatusOutcome, Store, StoreError, SweepOutcome, KEY_SLACK_SECS,
+    Admission, AuditEntry, Change, EnterOutcome, Figures, Gone, JoinOutcome, LeaveOutcome, Person,
+    Place, Presence, Standing, StatusOutcome, Store, StoreError, SweepOutcome, AUDIT_LEN,
+    KEY_SLACK_SECS,
 };
 use crate::event::{EventConfig, EventId, Tier};
 
@@ -22,32 +25,75 @@ const EVENTS_KEY: &str = "vst:events";
 /// How long a single store call may take before the caller gets 503.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The Lua scripts, each prefixed with the shared helpers.
+/// A Lua script, prefixed with the shared helpers, and its name for metrics.
+struct Lua {
+    name: &'static str,
+    script: Script,
+}
+
+impl Lua {
+    fn new(name: &'static str, body: &str) -> Self {
+        let source = format!("{}\n{body}", include_str!("../../lua/lib.lua"));
+        Self {
+            name,
+            script: Script::from_lua(source),
+        }
+    }
+}
+
+/// The Lua scripts.
 struct Scripts {
-    join: Script,
-    status: Script,
-    leave: Script,
-    sweep: Script,
-    put_event: Script,
-    enter: Script,
-    redeem: Script,
-    figures: Script,
+    join: Lua,
+    status: Lua,
+    leave: Lua,
+    sweep: Lua,
+    put_event: Lua,
+    enter: Lua,
+    redeem: Lua,
+    figures: Lua,
 }
 
 impl Scripts {
     fn load() -> Self {
-        let with_lib = |body: &str| {
-            Script::from_lua(format!("{}\n{}", include_str!("../../lua/lib.lua"), body))
-        };
         Self {
-            join: with_lib(include_str!("../../lua/join.lua")),
-            status: with_lib(include_str!("../../lua/status.lua")),
-            leave: with_lib(include_str!("../../lua/leave.lua")),
-            sweep: with_lib(include_str!("../../lua/sweep.lua")),
-            put_event: with_lib(include_str!("../../lua/put_event.lua")),
-            enter: with_lib(include_str!("../../lua/enter.lua")),
-            redeem: with_lib(include_str!("../../lua/redeem.lua")),
-            figures: with_lib(include_str!("../../lua/figures.lua")),
+            join: Lua::new("join", include_str!("../../lua/join.lua")),
+            status: Lua::new("status", include_str!("../../lua/status.lua")),
+            leave: Lua::new("leave", include_str!("../../lua/leave.lua")),
+            sweep: Lua::new("sweep", include_str!("../../lua/sweep.lua")),
+            put_event: Lua::new("put_event", include_str!("../../lua/put_event.lua")),
+            enter: Lua::new("enter", include_str!("../../lua/enter.lua")),
+            redeem: Lua::new("redeem", include_str!("../../lua/redeem.lua")),
+            figures: Lua::new("figures", include_str!("../../lua/figures.lua")),
+        }
+    }
+}
+
+/// Latency and errors of store calls, by operation.
+struct CallMetrics {
+    latency: HistogramVec,
+    errors: IntCounterVec,
+}
+
+impl CallMetrics {
+    fn new() -> Self {
+        Self {
+            latency: HistogramVec::new(
+                HistogramOpts::new(
+                    "vestibule_store_call_duration_seconds",
+                    "Round trip of one store call (a Lua script or a command), by operation.",
+                )
+                .buckets(crate::metrics::LATENCY_BUCKETS.to_vec()),
+                &["op"],
+            )
+            .expect("valid metric"),
+            errors: IntCounterVec::new(
+                Opts::new(
+                    "vestibule_store_errors_total",
+                    "Store calls that failed (unreachable, timed out, or an unexpected reply), by operation.",
+                ),
+                &["op"],
+            )
+            .expect("valid metric"),
         }
     }
 }
@@ -56,12 +102,13 @@ impl Scripts {
 pub struct RedisStore {
     client: Client,
     scripts: Scripts,
+    metrics: CallMetrics,
 }
 
 /// An event's keys, in the order every script takes them (see `lua/lib.lua`).
 fn keys(event: &EventId) -> Vec<String> {
     [
-        "meta", "seq", "wait", "hb", "people", "stats", "active", "admits", "redeemed",
+        "meta", "seq", "wait", "hb", "people", "stats", "active", "admits", "redeemed", "audit",
     ]
     .iter()
     .map(|name| format!("vst:{{ev:{event}}}:{name}"))
@@ -93,22 +140,47 @@ impl RedisStore {
         Ok(Self {
             client,
             scripts: Scripts::load(),
+            metrics: CallMetrics::new(),
         })
     }
 
-    async fn run(
+    /// Runs a script on the event's keys (EVALSHA, reloading it on NOSCRIPT).
+    async fn run<R: FromValue>(
         &self,
-        script: &Script,
+        lua: &Lua,
         event: &EventId,
         args: Vec<Value>,
-    ) -> Result<Vec<Value>, StoreError> {
-        if !self.client.is_connected() {
-            return Err(StoreError::Unavailable("not connected".into()));
+    ) -> Result<R, StoreError> {
+        self.timed(lua.name, async {
+            // Fail at once while disconnected rather than queue behind the reconnect.
+            if !self.client.is_connected() {
+                return Err(StoreError::Unavailable("not connected".into()));
+            }
+            lua.script
+                .evalsha_with_reload(&self.client, keys(event), args)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    /// Records a call's latency and failure under `op`.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = call.await;
+        let labels = [op];
+        self.metrics
+            .latency
+            .with_label_values(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.metrics.errors.with_label_values(&labels).inc();
         }
-        script
-            .evalsha_with_reload(&self.client, keys(event), args)
-            .await
-            .map_err(unavailable)
+        result
     }
 }
 
@@ -158,47 +230,71 @@ fn protocol(what: &str, reply: &[Value]) -> StoreError {
 
 #[async_trait]
 impl Store for RedisStore {
-    async fn put_event(&self, event: &EventId, config: &EventConfig) -> Result<u64, StoreError> {
+    async fn put_event(
+        &self,
+        event: &EventId,
+        config: &EventConfig,
+        by: &str,
+    ) -> Result<Change, StoreError> {
         // Index first: an id without a definition is harmless (the sweeper drops it), a
         // definition missing from the index would never be swept.
-        let _: () = self
-            .client
-            .sadd(EVENTS_KEY, event.as_str())
-            .await
-            .map_err(unavailable)?;
-        let mut args: Vec<Value> = Vec::new();
+        let index = self.client.sadd::<(), _, _>(EVENTS_KEY, event.as_str());
+        self.timed("index_event", async { index.await.map_err(unavailable) })
+            .await?;
+        let retention = u64::from(config.ticket_ttl_secs) + KEY_SLACK_SECS;
+        let mut args: Vec<Value> = vec![
+            (retention as i64).into(),
+            by.into(),
+            (AUDIT_LEN as i64).into(),
+        ];
         for (field, value) in config.to_fields() {
             args.push(field.into());
             args.push(value.into());
         }
-        let retention = u64::from(config.ticket_ttl_secs) + KEY_SLACK_SECS;
-        args.push((retention as i64).into());
-        let reply: Value = self
-            .scripts
-            .put_event
-            .evalsha_with_reload(&self.client, keys(event), args)
-            .await
-            .map_err(unavailable)?;
-        reply
-            .as_u64()
-            .ok_or_else(|| StoreError::Protocol(format!("version {reply:?}")))
+        let reply: Vec<Value> = self.run(&self.scripts.put_event, event, args).await?;
+        Ok(Change {
+            version: int(&reply, 0)?,
+            changes: serde_json::from_str(&text(&reply, 1)?)
+                .map_err(|_| protocol("put_event", &reply))?,
+        })
+    }
+
+    async fn audit(&self, event: &EventId, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let key = keys(event).swap_remove(9);
+        let read = self
+            .client
+            .xrevrange_values::<String, String, String, _, _, _>(key, "+", "-", Some(limit as u64));
+        let entries = self
+            .timed("audit", async { read.await.map_err(unavailable) })
+            .await?;
+        Ok(entries
+            .into_iter()
+            .map(|(_, fields)| {
+                let field = |name: &str| fields.get(name).map_or("", String::as_str);
+                AuditEntry {
+                    at_ms: field("at").parse().unwrap_or(0),
+                    by: field("by").to_owned(),
+                    version: field("version").parse().unwrap_or(0),
+                    changes: serde_json::from_str(field("changes")).unwrap_or_default(),
+                }
+            })
+            .collect())
     }
 
     async fn get_event(&self, event: &EventId) -> Result<Option<EventConfig>, StoreError> {
+        let meta = keys(event).swap_remove(0);
+        let read = self.client.hgetall(meta);
         let fields: HashMap<String, String> = self
-            .client
-            .hgetall(&keys(event)[0])
-            .await
-            .map_err(unavailable)?;
+            .timed("get_event", async { read.await.map_err(unavailable) })
+            .await?;
         Ok((!fields.is_empty()).then(|| EventConfig::from_fields(&fields)))
     }
 
     async fn list_events(&self) -> Result<Vec<EventId>, StoreError> {
+        let read = self.client.smembers(EVENTS_KEY);
         let ids: Vec<String> = self
-            .client
-            .smembers(EVENTS_KEY)
-            .await
-            .map_err(unavailable)?;
+            .timed("list_events", async { read.await.map_err(unavailable) })
+            .await?;
         Ok(ids
             .iter()
             .filter_map(|id| EventId::parse(id).ok())
@@ -212,7 +308,7 @@ impl Store for RedisStore {
             claim.into(),
             (KEY_SLACK_SECS as i64).into(),
         ];
-        let reply = self.run(&self.scripts.join, event, args).await?;
+        let reply: Vec<Value> = self.run(&self.scripts.join, event, args).await?;
         Ok(match text(&reply, 0)?.as_str() {
             tag @ ("created" | "existing") => JoinOutcome::Placed {
                 place: Place {
@@ -242,7 +338,7 @@ impl Store for RedisStore {
         seq: u64,
     ) -> Result<StatusOutcome, StoreError> {
         let args = vec![person.into(), seq.to_string().into()];
-        let reply = self.run(&self.scripts.status, event, args).await?;
+        let reply: Vec<Value> = self.run(&self.scripts.status, event, args).await?;
         Ok(match text(&reply, 0)?.as_str() {
             "w" => StatusOutcome::Present(Presence::Waiting(standing(&reply, 0)?)),
             "a" => StatusOutcome::Present(Presence::Admitted {
@@ -269,7 +365,7 @@ impl Store for RedisStore {
             (if vip_only { "vip_only" } else { "any" }).into(),
             (KEY_SLACK_SECS as i64).into(),
         ];
-        let reply = self.run(&self.scripts.enter, event, args).await?;
+        let reply: Vec<Value> = self.run(&self.scripts.enter, event, args).await?;
         Ok(match text(&reply, 0)?.as_str() {
             "admitted" => EnterOutcome::Admitted(Admission {
                 id: text(&reply, 1)?,
@@ -295,7 +391,7 @@ impl Store for RedisStore {
             (KEY_SLACK_SECS as i64).into(),
             (expires_at as i64).into(),
         ];
-        let reply = self.run(&self.scripts.redeem, event, args).await?;
+        let reply: Vec<Value> = self.run(&self.scripts.redeem, event, args).await?;
         Ok(text(&reply, 0)? == "redeemed")
     }
 
@@ -306,9 +402,10 @@ impl Store for RedisStore {
         seq: u64,
     ) -> Result<LeaveOutcome, StoreError> {
         let args = vec![person.into(), seq.to_string().into()];
-        let reply = self.run(&self.scripts.leave, event, args).await?;
+        let reply: Vec<Value> = self.run(&self.scripts.leave, event, args).await?;
         Ok(match text(&reply, 0)?.as_str() {
-            "l" | "a" | "x" => LeaveOutcome::Left,
+            "left" => LeaveOutcome::Left { now: true },
+            "l" | "a" | "x" => LeaveOutcome::Left { now: false },
             "e" => LeaveOutcome::Evicted,
             "unknown" => LeaveOutcome::Unknown,
             "superseded" => LeaveOutcome::Superseded,
@@ -317,7 +414,7 @@ impl Store for RedisStore {
     }
 
     async fn sweep(&self, event: &EventId, batch: u32) -> Result<SweepOutcome, StoreError> {
-        let reply = self
+        let reply: Vec<Value> = self
             .run(&self.scripts.sweep, event, vec![batch.into()])
             .await?;
         let evicted = reply
@@ -325,11 +422,9 @@ impl Store for RedisStore {
             .and_then(|v| v.as_i64())
             .ok_or_else(|| protocol("sweep", &reply))?;
         if evicted < 0 {
-            let _: () = self
-                .client
-                .srem(EVENTS_KEY, event.as_str())
-                .await
-                .map_err(unavailable)?;
+            let forget = self.client.srem::<(), _, _>(EVENTS_KEY, event.as_str());
+            self.timed("forget_event", async { forget.await.map_err(unavailable) })
+                .await?;
             return Ok(SweepOutcome::NoEvent);
         }
         Ok(SweepOutcome::Swept {
@@ -340,7 +435,7 @@ impl Store for RedisStore {
     }
 
     async fn figures(&self, event: &EventId) -> Result<Figures, StoreError> {
-        let reply = self.run(&self.scripts.figures, event, vec![]).await?;
+        let reply: Vec<Value> = self.run(&self.scripts.figures, event, vec![]).await?;
         let door_window = text(&reply, 7)?
             .parse()
             .map_err(|_| protocol("figures", &reply))?;
@@ -361,7 +456,16 @@ impl Store for RedisStore {
         if !self.client.is_connected() {
             return Err(StoreError::Unavailable("not connected".into()));
         }
-        let _: String = self.client.ping(None).await.map_err(unavailable)?;
+        let ping = self.client.ping::<String>(None);
+        self.timed("ping", async { ping.await.map_err(unavailable) })
+            .await?;
         Ok(())
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.metrics.latency.clone()),
+            Box::new(self.metrics.errors.clone()),
+        ]
     }
 }

@@ -154,7 +154,33 @@ async fn the_admin_api_wants_its_token_and_valid_valves(backend: Backend) {
     assert_eq!(body["config"]["version"], 2);
 }
 
+async fn every_error_carries_the_request_id_it_was_given_or_made(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let given = app
+        .http
+        .post(app.url("/v1/events/nope/join"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "trace-me-42");
+    let body: Value = given.json().await.unwrap();
+    assert_eq!(body["error"]["request_id"], "trace-me-42");
+
+    let made = app
+        .http
+        .get(app.url("/v1/queue/status"))
+        .send()
+        .await
+        .unwrap();
+    let header = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: Value = made.json().await.unwrap();
+    assert_eq!(body["error"]["request_id"], header.as_str());
+    assert!(!header.is_empty());
+}
+
 crate::both_stores!(
+    every_error_carries_the_request_id_it_was_given_or_made,
     bad_input_gets_the_right_4xx_and_changes_nothing,
     the_admin_api_wants_its_token_and_valid_valves,
 );

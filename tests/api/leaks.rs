@@ -28,16 +28,24 @@ async fn after_the_queue_empties_no_key_of_the_event_is_left_without_a_ttl() {
     assert!(keys.len() >= 4, "expected the event's keys, got {keys:?}");
     for key in &keys {
         let ttl: i64 = redis.cli(&["TTL", key]).parse().unwrap();
-        if key.ends_with(":meta") {
-            assert_eq!(ttl, -1, "an open event's definition stays until it closes");
+        if key.ends_with(":meta") || key.ends_with(":audit") {
+            assert_eq!(
+                ttl, -1,
+                "an open event's definition and audit trail stay until it closes"
+            );
         } else {
             assert!(ttl > 0, "{key} has no TTL");
         }
     }
 
     app.put_event("sale", json!({"state": "closed"})).await;
-    let ttl: i64 = redis.cli(&["TTL", "vst:{ev:sale}:meta"]).parse().unwrap();
-    assert!(ttl > 0, "a closed event's definition drains away");
+    for key in ["vst:{ev:sale}:meta", "vst:{ev:sale}:audit"] {
+        let ttl: i64 = redis.cli(&["TTL", key]).parse().unwrap();
+        assert!(
+            ttl > 0,
+            "{key}: a closed event's definition and trail drain away"
+        );
+    }
     // Every key of every event carries the event's hash tag (one slot per event).
     let all = redis.cli(&["--scan", "--pattern", "*"]);
     for key in all.lines() {

@@ -15,5 +15,6 @@ mod eviction;
 mod faults;
 mod join;
 mod leaks;
+mod operators;
 mod scale_out;
 mod tickets;
