@@ -31,6 +31,8 @@ pub const UNKNOWN_EVENT: &str = "-";
 /// The gateway's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// The names of every registered family (see [`Metrics::names`]).
+    described: std::sync::Mutex<Vec<String>>,
     /// HTTP requests by matched route, method and status.
     pub http_requests: IntCounterVec,
     /// HTTP latency by matched route and method.
@@ -81,6 +83,7 @@ impl Metrics {
         let ev = &["event"];
         let metrics = Self {
             registry: Registry::new(),
+            described: Default::default(),
             http_requests: counter(
                 "vestibule_http_requests_total",
                 "HTTP requests answered, by matched route, method and status code.",
@@ -178,14 +181,41 @@ impl Metrics {
             Box::new(metrics.outflow.clone()),
         ];
         for collector in own.into_iter().chain(store_collectors) {
-            metrics.registry.register(collector).expect("unique metric");
+            metrics.register(collector).expect("unique metric");
         }
         metrics
     }
 
     /// Registers more collectors (the worker's, when it runs in process).
     pub fn register(&self, collector: Box<dyn Collector>) -> prometheus::Result<()> {
-        self.registry.register(collector)
+        let names: Vec<String> = collector.desc().iter().map(|d| d.fq_name.clone()).collect();
+        self.registry.register(collector)?;
+        self.described
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(names);
+        Ok(())
+    }
+
+    /// The name of every metric family registered, whether or not it has samples yet (the
+    /// text format omits families without any): what dashboards and alerts may refer to.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .registry
+            .gather()
+            .iter()
+            .map(|family| family.name().to_owned())
+            .collect();
+        names.extend(
+            self.described
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Counts a refused request.
