@@ -28,7 +28,7 @@ pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 const CURRENT: &str = "admission-current";
 
 /// The claims of an admission token. Identifiers are strings (RFC 7519).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdmissionClaims {
     /// The event.
     pub ev: String,

@@ -38,7 +38,7 @@ impl fmt::Display for EventId {
 }
 
 /// Where an event is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventState {
     /// Defined, not yet accepting joins.
@@ -75,7 +75,7 @@ impl EventState {
 }
 
 /// Who "a person" is for an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Identity {
     /// The gateway makes an id; a person resumes their place by presenting their ticket.
@@ -94,7 +94,7 @@ impl Identity {
 }
 
 /// An event's valves, as stored.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EventConfig {
     /// Life cycle state.
     pub state: EventState,
@@ -148,7 +148,7 @@ impl Default for EventConfig {
 }
 
 /// A change to an event's valves: every field optional, unknown fields refused.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct EventUpdate {
@@ -310,7 +310,7 @@ impl EventConfig {
 }
 
 /// How often a waiting person is asked to poll, by position.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     /// At the very head: may enter at once when the door opens.

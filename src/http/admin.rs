@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{bearer, ApiJson};
 use super::AppState;
 use crate::event::{EventConfig, EventId, EventUpdate};
@@ -51,6 +51,19 @@ fn admin_event_id(raw: &str) -> Result<EventId, ApiError> {
     EventId::parse(raw).map_err(|reason| ApiError::invalid_field("event_id", reason))
 }
 
+#[utoipa::path(put, path = "/admin/v1/events/{event_id}", tag = "admin",
+    security(("admin_token" = [])),
+    params(("event_id" = String, Path, description = "1-64 of [A-Za-z0-9_-]")),
+    request_body = EventUpdate,
+    responses(
+        (status = 201, description = "Created: `{event_id, config, changes}`", body = Object),
+        (status = 200, description = "Updated: `{event_id, config, changes}`", body = Object),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`, naming the field", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin token", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    ))]
 /// `PUT /admin/v1/events/{event_id}`: creates (201) or updates (200) an event. The change is in
 /// force on every instance at once: every store step reads the valves from the store.
 pub async fn put_event(
@@ -87,6 +100,16 @@ pub async fn put_event(
     Ok((status, Json(body)).into_response())
 }
 
+#[utoipa::path(get, path = "/admin/v1/events/{event_id}", tag = "admin",
+    security(("admin_token" = [])),
+    params(("event_id" = String, Path, description = "The event")),
+    responses(
+        (status = 200, description = "`{event_id, state_now, config: EventConfig, figures: Figures, door_rate_now, outflow_per_second_last_minute}`", body = Object),
+        (status = 404, description = "`event_not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_field` (event_id)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin token", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    ))]
 /// `GET /admin/v1/events/{event_id}`: the valves and live figures.
 pub async fn get_event(
     _: Admin,
@@ -123,6 +146,13 @@ async fn describe(app: &AppState, event: EventId) -> Result<serde_json::Value, A
     }))
 }
 
+#[utoipa::path(get, path = "/admin/v1/events", tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "`{events: [...]}`, each as `GET /admin/v1/events/{event_id}`", body = Object),
+        (status = 401, description = "`unauthorized`: missing or wrong admin token", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    ))]
 /// `GET /admin/v1/events`: every event with its valves and live figures.
 pub async fn list_events(_: Admin, State(app): State<AppState>) -> Result<Response, ApiError> {
     let mut ids = app.store.list_events().await?;
@@ -140,13 +170,23 @@ pub async fn list_events(_: Admin, State(app): State<AppState>) -> Result<Respon
 }
 
 /// Query of the audit endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Most entries to answer (default 100, at most the trail's length).
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/admin/v1/events/{event_id}/audit", tag = "admin",
+    security(("admin_token" = [])),
+    params(("event_id" = String, Path, description = "The event"), AuditQuery),
+    responses(
+        (status = 200, description = "`{event_id, entries: [AuditEntry]}`, newest first", body = Object),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 422, description = "`invalid_field` (event_id)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin token", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    ))]
 /// `GET /admin/v1/events/{event_id}/audit`: who changed which valve when, newest first.
 pub async fn audit(
     _: Admin,

@@ -4,15 +4,38 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, BearerOrQuery};
 use super::queue::{gone_error, no_place, no_store, superseded, verify};
 use super::AppState;
+use crate::admission::AdmissionClaims;
+use crate::event::EventId;
 use crate::store::EnterOutcome;
 
+/// Answer of an enter.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EnterResponse {
+    /// EdDSA JWT (`kid` in the header) for the sale backend.
+    admission_token: String,
+    /// The token's `jti`.
+    admission_id: String,
+    #[schema(value_type = String)]
+    event_id: EventId,
+    /// Unix seconds.
+    expires_at: u64,
+}
+
+#[utoipa::path(post, path = "/v1/queue/enter", tag = "entry",
+    responses(
+        (status = 200, description = "Let in: the admission (the same one when called again)", body = EnterResponse),
+        (status = 401, description = "`invalid_ticket`", body = ErrorBody),
+        (status = 410, description = "`evicted`, `left` or `admission_expired`", body = ErrorBody),
+        (status = 425, description = "`not_ready`: not inside the door's window yet, with Retry-After", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this instance's burst limiter (the vip tier is exempt)", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    ))]
 /// `POST /v1/queue/enter`: inside the door's window, moves the person from waiting to active
 /// and answers the admission token; entering again answers the same admission. Not yet inside:
 /// 425 `not_ready` with `Retry-After`. When this instance's burst limiter is exhausted only the
@@ -58,22 +81,39 @@ pub async fn enter(
             .observe(waited as f64);
         tracing::info!(%event, admission = %admission.id, waited_secs = waited, "admitted");
     }
-    let body = json!({
-        "admission_token": app.admissions.issue(&event, &claims.sub, &admission),
-        "admission_id": admission.id,
-        "event_id": event,
-        "expires_at": admission.expires_at_ms / 1000,
-    });
+    let body = EnterResponse {
+        admission_token: app.admissions.issue(&event, &claims.sub, &admission),
+        admission_id: admission.id,
+        event_id: event,
+        expires_at: admission.expires_at_ms / 1000,
+    };
     Ok((no_store(), Json(body)).into_response())
 }
 
 /// Body of a redeem.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemRequest {
     admission_token: String,
 }
 
+/// Answer of a redeem.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RedeemResponse {
+    redeemed: bool,
+    claims: AdmissionClaims,
+}
+
+#[utoipa::path(post, path = "/v1/admissions/redeem", tag = "entry",
+    request_body = RedeemRequest,
+    responses(
+        (status = 200, description = "Redeemed now, the first time", body = RedeemResponse),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 401, description = "`invalid_token`: forged, expired or signed by an unknown key", body = ErrorBody),
+        (status = 409, description = "`already_redeemed`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    ))]
 /// `POST /v1/admissions/redeem`: 200 with the claims the first time, 409 `already_redeemed`
 /// after; 401 `invalid_token` when forged, expired or signed by an unknown key. Atomic: of any
 /// number of concurrent calls, exactly one wins.
@@ -92,9 +132,15 @@ pub async fn redeem(
         .redeemed
         .with_label_values(&[event.as_str()])
         .inc();
-    Ok(Json(json!({ "redeemed": true, "claims": claims })).into_response())
+    Ok(Json(RedeemResponse {
+        redeemed: true,
+        claims,
+    })
+    .into_response())
 }
 
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "entry",
+    responses((status = 200, description = "JSON Web Key Set: every key that verifies admission tokens (OKP/Ed25519, by kid)", body = Object)))]
 /// `GET /.well-known/jwks.json`: the public keys that verify admission tokens.
 pub async fn jwks(State(app): State<AppState>) -> impl IntoResponse {
     (

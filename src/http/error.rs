@@ -14,7 +14,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::store::StoreError;
 
@@ -202,21 +202,56 @@ pub async fn scope_request_id(req: Request, next: Next) -> Response {
     REQUEST_ID.scope(id, next.run(req)).await
 }
 
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The fixed code clients branch on (`invalid_ticket`, `not_ready`, ...).
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+    /// The offending field, for `invalid_field`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The request's `X-Request-Id`, to find it in the logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    /// The JSON body of this error (with the current request's id, if any).
+    pub fn body(&self) -> ErrorBody {
+        let field = match self {
+            Self::InvalidField { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        let request_id = REQUEST_ID
+            .try_with(Clone::clone)
+            .ok()
+            .filter(|id| !id.is_empty());
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                field,
+                request_id,
+            },
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code(), "message": self.to_string() });
-        if let Self::InvalidField { field, .. } = &self {
-            error["field"] = json!(field);
-        }
-        if let Ok(id) = REQUEST_ID.try_with(Clone::clone) {
-            if !id.is_empty() {
-                error["request_id"] = json!(id);
-            }
-        }
         if self.status().is_server_error() {
             tracing::warn!(code = self.code(), "answered with a server error");
         }
-        let mut response = (self.status(), axum::Json(json!({ "error": error }))).into_response();
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
         if let Some(secs) = self.retry_after_secs() {
             response
                 .headers_mut()

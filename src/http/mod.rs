@@ -5,6 +5,7 @@ mod admin;
 mod entry;
 pub mod error;
 mod extract;
+mod openapi;
 mod ops;
 mod queue;
 
@@ -131,6 +132,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn(time_budget));
     // A stream stays open for as long as its person waits: no time budget.

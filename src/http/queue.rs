@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{parse_json, BearerOrQuery, ClientIp};
 use super::AppState;
 use crate::event::{EventId, Tier};
@@ -20,7 +20,7 @@ use crate::store::{Gone, JoinOutcome, LeaveOutcome, Person, Presence, StatusOutc
 use crate::tickets::TicketClaims;
 
 /// Body of a join; may be empty.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
     /// The caller's own id for the person; only for events with `identity: user_id`.
@@ -28,7 +28,7 @@ pub struct JoinRequest {
 }
 
 /// Answer of a join: the ticket, and the same fields as a status answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JoinResponse {
     ticket: String,
     user_id: String,
@@ -37,8 +37,9 @@ pub struct JoinResponse {
 }
 
 /// Answer of a status poll (and each event of the status stream).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatusResponse {
+    #[schema(value_type = String)]
     event_id: EventId,
     /// `waiting`, `ready` (inside the door's window: may enter now) or `admitted`.
     state: &'static str,
@@ -89,6 +90,21 @@ impl StatusResponse {
 }
 
 /// `POST /v1/events/{event_id}/join`: 201 with a new place, 200 with the one already held.
+#[utoipa::path(post, path = "/v1/events/{event_id}/join", tag = "queue",
+    params(("event_id" = String, Path, description = "The event")),
+    request_body(content = JoinRequest, description = "Optional. `user_id` only where the event's identity is `user_id`. A valid ticket in `Authorization: Bearer` resumes its place."),
+    responses(
+        (status = 201, description = "A new place", body = JoinResponse),
+        (status = 200, description = "The place already held (same ticket)", body = JoinResponse),
+        (status = 400, description = "Malformed JSON (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "A presented ticket is invalid or for another event", body = ErrorBody),
+        (status = 403, description = "`event_closed`, or `event_not_open` (scheduled/paused, Retry-After)", body = ErrorBody),
+        (status = 404, description = "`event_not_found`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`, naming the field", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (per client), with Retry-After", body = ErrorBody),
+        (status = 503, description = "`queue_full` or `unavailable`, with Retry-After", body = ErrorBody),
+    ))]
 ///
 /// Who the person is: the holder of a valid ticket for this event (resuming), else the body's
 /// `user_id` where the event allows it, else a fresh anonymous id.
@@ -220,6 +236,14 @@ pub(super) fn verify(app: &AppState, token: &str) -> Result<(EventId, TicketClai
         .map_err(|e| ApiError::InvalidTicket(e.to_string()))
 }
 
+#[utoipa::path(get, path = "/v1/queue/status", tag = "queue",
+    params(("ticket" = Option<String>, Query, description = "The ticket, for plain pages; else `Authorization: Bearer`")),
+    responses(
+        (status = 200, description = "Where the person stands", body = StatusResponse),
+        (status = 401, description = "Missing, forged or expired ticket (`invalid_ticket`)", body = ErrorBody),
+        (status = 410, description = "`evicted`, `left` or `admission_expired`", body = ErrorBody),
+        (status = 503, description = "Store unreachable (`unavailable`), with Retry-After", body = ErrorBody),
+    ))]
 /// `GET /v1/queue/status`: refreshes the heartbeat, ticks the door and answers the exact
 /// position, in one store round trip.
 pub async fn status(
@@ -254,6 +278,14 @@ async fn current_status(
 const STREAM_MIN_POLL: Duration = Duration::from_millis(1000);
 const STREAM_MAX_POLL: Duration = Duration::from_millis(5000);
 
+#[utoipa::path(get, path = "/v1/queue/stream", tag = "queue",
+    params(("ticket" = Option<String>, Query, description = "The ticket (EventSource cannot send headers)")),
+    responses(
+        (status = 200, description = "`text/event-stream`: `status` events carrying the status object on every change; a final `error` event when the place is gone", content_type = "text/event-stream", body = StatusResponse),
+        (status = 401, description = "Missing, forged or expired ticket (`invalid_ticket`)", body = ErrorBody),
+        (status = 410, description = "`evicted`, `left` or `admission_expired`", body = ErrorBody),
+        (status = 503, description = "Store unreachable (`unavailable`), with Retry-After", body = ErrorBody),
+    ))]
 /// `GET /v1/queue/stream`: Server-Sent Events (`status`) carrying the status object whenever it
 /// changes, refreshing the heartbeat while the connection is open. A final `error` event carries
 /// the error object when the place is gone; `unavailable` errors are sent and the stream goes on.
@@ -302,8 +334,8 @@ pub async fn stream(
                 }
                 Err(err) => {
                     c.done = !matches!(err, ApiError::Unavailable);
-                    let body = serde_json::json!({"error": {"code": err.code(), "message": err.to_string()}});
-                    ("error", body.to_string())
+                    let body = serde_json::to_string(&err.body()).unwrap_or_default();
+                    ("error", body)
                 }
             };
             if c.last.as_deref() != Some(data.as_str()) || c.done {
@@ -317,6 +349,13 @@ pub async fn stream(
     Ok((no_store(), sse).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/queue/leave", tag = "queue",
+    responses(
+        (status = 204, description = "Out of the queue (leaving twice is fine)"),
+        (status = 401, description = "`invalid_ticket`", body = ErrorBody),
+        (status = 410, description = "`evicted` before leaving", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    ))]
 /// `POST /v1/queue/leave`: 204 once the person is out of the queue (leaving twice is fine).
 pub async fn leave(
     State(app): State<AppState>,

@@ -193,7 +193,7 @@ pub struct Change {
 }
 
 /// One change of an event's valves.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// When (store clock, unix ms).
     pub at_ms: u64,
@@ -202,11 +202,12 @@ pub struct AuditEntry {
     /// The version the change made.
     pub version: u64,
     /// `{field: {old, new}}`.
+    #[schema(value_type = Object)]
     pub changes: serde_json::Value,
 }
 
 /// Live figures of an event.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Figures {
     /// Waiting now.
     pub waiting: u64,

@@ -15,6 +15,7 @@ mod eviction;
 mod faults;
 mod join;
 mod leaks;
+mod openapi;
 mod operators;
 mod scale_out;
 mod tickets;
