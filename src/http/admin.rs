@@ -28,7 +28,7 @@ impl axum::extract::FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let expected = app.admin_token.as_ref().ok_or(ApiError::Unauthorized)?;
-        let given = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let given = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
         let equal: bool = given
             .as_bytes()
             .ct_eq(expected.expose_secret().as_bytes())

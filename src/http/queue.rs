@@ -12,7 +12,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{parse_json, BearerOrQuery, ClientIp};
+use super::extract::{bearer, parse_json, BearerOrQuery, ClientIp};
 use super::AppState;
 use crate::event::{EventId, Tier};
 use crate::metrics::UNKNOWN_EVENT;
@@ -181,12 +181,8 @@ fn person_for(
     headers: &HeaderMap,
     request: JoinRequest,
 ) -> Result<Person, ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if let Some(token) = presented {
-        let (ticket_event, claims) = verify(app, token)?;
+    if let Some(token) = bearer(headers) {
+        let (ticket_event, claims) = verify(app, &token)?;
         if &ticket_event != event {
             return Err(ApiError::InvalidTicket(
                 "this ticket is for another event".into(),
