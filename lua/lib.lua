@@ -92,31 +92,35 @@ local function door_tick(now)
 end
 
 -- People admitted per second, measured over the last minute (or since the first admission, if
--- more recent). Falls back to the configured rate before anyone got in, or 0 when unknown.
+-- more recent); 0 until there are two admissions, since one says nothing about a rate.
 local function outflow(now)
   redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - OUTFLOW_WINDOW_MS)
-  local first = redis.call('ZRANGE', KEYS[8], 0, 0, 'WITHSCORES')
-  if #first == 0 then
+  local count = redis.call('ZCARD', KEYS[8])
+  if count < 2 then
     return 0
   end
+  local first = redis.call('ZRANGE', KEYS[8], 0, 0, 'WITHSCORES')
   local span = math.max(now - tonumber(first[2]), 1000)
-  return redis.call('ZCARD', KEYS[8]) * 1000 / span
+  return count * 1000 / span
 end
 
 -- Seconds until a waiting person at `position` can expect to be let in, or -1 when unknown.
+-- Outside the window it is unknown while the door releases nobody (not open, or rate 0);
+-- otherwise the measured outflow, or the configured rate before there is one.
 local function eta(position, window, now)
   if position <= window then
     return 0
   end
+  if state_at(now) ~= 'open' then
+    return -1
+  end
+  local configured = tonumber(redis.call('HGET', KEYS[1], 'admission_rate'))
+  if configured <= 0 then
+    return -1
+  end
   local rate = outflow(now)
   if rate <= 0 then
-    if state_at(now) ~= 'open' then
-      return -1
-    end
-    rate = tonumber(redis.call('HGET', KEYS[1], 'admission_rate'))
-  end
-  if rate <= 0 then
-    return -1
+    rate = configured
   end
   return math.ceil((position - window) / rate)
 end

@@ -115,25 +115,27 @@ impl Event {
         {
             admits.pop_front();
         }
-        let Some(&first) = admits.front() else {
-            return 0.0;
-        };
-        let span = now.saturating_sub(first).max(1000) as f64;
-        admits.len() as f64 * 1000.0 / span
+        match admits.front() {
+            Some(&first) if admits.len() >= 2 => {
+                let span = now.saturating_sub(first).max(1000) as f64;
+                admits.len() as f64 * 1000.0 / span
+            }
+            _ => 0.0,
+        }
     }
 
+    /// See `eta` in `lua/lib.lua`.
     fn eta(&mut self, position: u64, window: u64, now: u64) -> Option<u64> {
         if position <= window {
             return Some(0);
         }
-        let mut rate = self.outflow(now);
-        if rate <= 0.0 {
-            if self.config.state_at(now) != EventState::Open {
-                return None;
-            }
-            rate = self.config.admission_rate;
+        let configured = self.config.admission_rate;
+        if self.config.state_at(now) != EventState::Open || configured <= 0.0 {
+            return None;
         }
-        (rate > 0.0).then(|| ((position - window) as f64 / rate).ceil() as u64)
+        let measured = self.outflow(now);
+        let rate = if measured > 0.0 { measured } else { configured };
+        Some(((position - window) as f64 / rate).ceil() as u64)
     }
 
     fn standing(&mut self, seq: u64, now: u64) -> Standing {
