@@ -6,6 +6,7 @@ mod entry;
 pub mod error;
 mod extract;
 mod ops;
+mod page;
 mod queue;
 
 use std::future::Future;
@@ -126,6 +127,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .merge(page::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn(time_budget));
     // A stream stays open for as long as its person waits: no time budget.

@@ -13,5 +13,6 @@ mod eviction;
 mod faults;
 mod join;
 mod leaks;
+mod page;
 mod scale_out;
 mod tickets;
