@@ -289,6 +289,7 @@ impl Harness {
             .env("VESTIBULE_URL", self.gateway.url())
             .env("SHOP_URL", self.shop_url())
             .env("CHROMIUM", chromium())
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -319,6 +320,9 @@ impl Harness {
                 continue;
             }
             on_step(self, &message);
+            if message["step"] == "join" {
+                self.join(message["event"].as_str().unwrap());
+            }
             let reply = if message["step"] == "figures" {
                 let event = message["event"].as_str().unwrap();
                 json!({ "ok": true, "figures": self.figures(event) })
@@ -513,4 +517,16 @@ fn the_page_speaks_the_events_language_or_the_browsers_and_names_every_state() {
             h.admin_put("plain", json!({"state": "paused"}));
         }
     });
+}
+
+#[test]
+fn the_operator_page_shows_live_figures_and_turns_the_valves() {
+    require_browser();
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Harness::new();
+    h.admin_put("ops", quick(json!({"admission_rate": 0})));
+    h.join("ops");
+    h.join("ops");
+
+    h.run("operator", |_, _| {});
 }

@@ -2,6 +2,7 @@
 //! follows the status stream and enters; the script and styles are embedded in the binary, so
 //! the page needs no CDN and no build step. `GET /v1/events/{event_id}/page` tells the script
 //! the event's public face (title, message, redirect, language, state): nothing secret.
+//! `GET /admin/ui` is a small operator page over the admin API (the token stays in the tab).
 
 use std::sync::LazyLock;
 
@@ -19,6 +20,9 @@ use crate::event::{EventId, PAGE_LANGUAGES};
 const WAIT_HTML: &str = include_str!("../page/wait.html");
 const WAIT_JS: &str = include_str!("../page/wait.js");
 const WAIT_CSS: &str = include_str!("../page/wait.css");
+const ADMIN_HTML: &str = include_str!("../page/admin.html");
+const ADMIN_JS: &str = include_str!("../page/admin.js");
+const ADMIN_CSS: &str = include_str!("../page/admin.css");
 
 /// Scripts and styles only from this origin and never inline, so text an operator or an
 /// attacker manages to put into the page cannot run; the page talks to this origin only and
@@ -26,19 +30,21 @@ const WAIT_CSS: &str = include_str!("../page/wait.css");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
                    img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The shell, with asset URLs that change whenever the assets do: browsers may keep the assets
-/// for a day and still never mix a new shell with an old script.
-static SHELL: LazyLock<String> = LazyLock::new(|| {
-    let digest = ring::digest::digest(
-        &ring::digest::SHA256,
-        [WAIT_JS, WAIT_CSS].concat().as_bytes(),
-    );
-    let version: String = digest.as_ref()[..6]
+/// A digest of every asset: the shells link `?v=<version>`, so browsers may keep the assets for
+/// a day and still never mix a new shell with an old script.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    let all = [WAIT_JS, WAIT_CSS, ADMIN_JS, ADMIN_CSS].concat();
+    let digest = ring::digest::digest(&ring::digest::SHA256, all.as_bytes());
+    digest.as_ref()[..6]
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect();
-    WAIT_HTML.replace("{{version}}", &version)
+        .collect()
 });
+
+static SHELL: LazyLock<String> = LazyLock::new(|| WAIT_HTML.replace("{{version}}", &VERSION));
+
+static ADMIN_SHELL: LazyLock<String> =
+    LazyLock::new(|| ADMIN_HTML.replace("{{version}}", &VERSION));
 
 /// The page's routes; merged into the API router.
 pub fn routes() -> Router<AppState> {
@@ -47,6 +53,9 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/wait.js", get(wait_js))
         .route("/assets/wait.css", get(wait_css))
         .route("/v1/events/{event_id}/page", get(page_info))
+        .route("/admin/ui", get(admin_page))
+        .route("/assets/admin.js", get(admin_js))
+        .route("/assets/admin.css", get(admin_css))
 }
 
 /// Headers every page and asset carries.
@@ -84,6 +93,32 @@ async fn wait_css() -> Response {
     (
         hardened("text/css; charset=utf-8", "public, max-age=86400"),
         WAIT_CSS,
+    )
+        .into_response()
+}
+
+/// `GET /admin/ui`: the shell holds no secret; every figure it shows comes from the admin API,
+/// called with the token the operator types in.
+async fn admin_page() -> Response {
+    (
+        hardened("text/html; charset=utf-8", "no-cache"),
+        ADMIN_SHELL.as_str(),
+    )
+        .into_response()
+}
+
+async fn admin_js() -> Response {
+    (
+        hardened("text/javascript; charset=utf-8", "public, max-age=86400"),
+        ADMIN_JS,
+    )
+        .into_response()
+}
+
+async fn admin_css() -> Response {
+    (
+        hardened("text/css; charset=utf-8", "public, max-age=86400"),
+        ADMIN_CSS,
     )
         .into_response()
 }
@@ -173,18 +208,19 @@ mod tests {
     }
 
     #[test]
-    fn the_shell_links_versioned_assets_and_no_inline_script() {
-        assert!(!SHELL.contains("{{version}}"));
-        assert!(SHELL.contains("/assets/wait.js?v="));
-        assert!(SHELL.contains("/assets/wait.css?v="));
-        // The CSP forbids inline script and style: the shell must not need any.
-        assert!(!SHELL.contains("<script>"));
-        assert!(!SHELL.contains("style="));
-        let handler = SHELL.match_indices(" on").any(|(at, _)| {
-            let rest = &SHELL[at + 3..];
-            let name_len = rest.bytes().take_while(u8::is_ascii_lowercase).count();
-            name_len > 0 && rest[name_len..].starts_with('=')
-        });
-        assert!(!handler, "no inline event handlers");
+    fn the_shells_link_versioned_assets_and_no_inline_script() {
+        for (shell, script) in [(&*SHELL, "wait.js"), (&*ADMIN_SHELL, "admin.js")] {
+            assert!(!shell.contains("{{version}}"));
+            assert!(shell.contains(&format!("/assets/{script}?v={}", *VERSION)));
+            // The CSP forbids inline script and style: the shells must not need any.
+            assert!(!shell.contains("<script>"));
+            assert!(!shell.contains("style="));
+            let handler = shell.match_indices(" on").any(|(at, _)| {
+                let rest = &shell[at + 3..];
+                let name_len = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+                name_len > 0 && rest[name_len..].starts_with('=')
+            });
+            assert!(!handler, "no inline event handlers");
+        }
     }
 }

@@ -282,6 +282,14 @@ const scenarios = {
     assert.equal(await text(fr.page, '#state'), 'Vous êtes dans la file');
     assert.equal(await text(fr.page, '#position-label'), 'Votre position');
     assert.equal(await text(fr.page, '#leave'), 'Quitter la file');
+    // Leaving from elsewhere (another device holding the ticket): the stream's final `error`
+    // event tells this page, which says so and forgets the ticket.
+    const ticket = await fr.page.evaluate(() => JSON.parse(localStorage.getItem('vestibule.place.fr-event')).ticket);
+    const left = await fetch(`${BASE}/v1/queue/leave`, { method: 'POST', headers: { Authorization: `Bearer ${ticket}` } });
+    assert.equal(left.status, 204);
+    await waitState(fr.page, 'left');
+    assert.equal(await text(fr.page, '#state'), 'Vous avez quitté la file');
+    assert.ok(await fr.page.isVisible('#rejoin'), 'a way back in');
 
     const de = await person(browser, 'plain', { locale: 'de-DE' });
     await waitState(de.page, 'waiting');
@@ -306,6 +314,41 @@ const scenarios = {
     await waitState(de.page, 'paused', 45000);
     assert.equal(await text(de.page, '#state'), 'Die Warteschlange ist pausiert');
     assert.equal(await text(de.page, '#position'), '1');
+    emit({ result: {} });
+  },
+
+  /** The operator page: live figures, pause, open and the door rate, with the admin token. */
+  async operator(browser) {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    page.on('pageerror', (err) => console.error(`[page error] ${err.message}`));
+    await page.goto(`${BASE}/admin/ui`);
+    await page.fill('#token', 'wrong');
+    await page.fill('#event', 'ops');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#error:visible');
+    assert.equal(await text(page, '#error'), 'missing or wrong admin token');
+
+    await page.fill('#token', process.env.ADMIN_TOKEN);
+    await page.keyboard.press('Enter');
+    await waitText(page, 'dd[data-figure="waiting"]', '2');
+    assert.ok(await page.isHidden('#error'));
+    await assertAccessible(page);
+
+    await page.click('#pause');
+    await waitState(page, 'paused');
+    await page.fill('#rate', '3');
+    await page.click('#rate-form button');
+    await waitText(page, 'dd[data-figure="door rate"]', '3');
+    await page.click('#resume');
+    await waitState(page, 'open');
+    const config = await (await fetch(`${BASE}/admin/v1/events/ops`, { headers: { Authorization: `Bearer ${process.env.ADMIN_TOKEN}` } })).json();
+    assert.equal(config.config.admission_rate, 3, 'the rate reached the event');
+    assert.equal(config.config.state, 'open');
+
+    // Figures are live: somebody joins, the page shows it without a reload.
+    await step('join', { event: 'ops' });
+    await waitText(page, 'dd[data-figure="joined total"]', '3');
     emit({ result: {} });
   },
 };
