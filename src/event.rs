@@ -122,6 +122,15 @@ pub struct EventConfig {
     pub admission_ttl_secs: u32,
     /// When a scheduled event opens by itself (unix seconds, store clock); `None`: by hand.
     pub opens_at: Option<u64>,
+    /// The waiting-room page's heading; `None`: a default in the page's language.
+    pub title: Option<String>,
+    /// A note from the operator shown on the waiting-room page.
+    pub message: Option<String>,
+    /// Where the page sends a person once admitted (`#admission_token=…` appended); `None`:
+    /// the page shows a button and the token instead.
+    pub redirect_url: Option<String>,
+    /// The page's language (one of [`PAGE_LANGUAGES`]); `None`: the browser's `Accept-Language`.
+    pub language: Option<String>,
     /// Bumped on every change.
     pub version: u64,
 }
@@ -142,6 +151,10 @@ impl Default for EventConfig {
             max_active: 100,
             admission_ttl_secs: 600,
             opens_at: None,
+            title: None,
+            message: None,
+            redirect_url: None,
+            language: None,
             version: 0,
         }
     }
@@ -166,6 +179,47 @@ pub struct EventUpdate {
     pub admission_ttl_secs: Option<u32>,
     /// Unix seconds; 0 clears it.
     pub opens_at: Option<u64>,
+    /// Page texts and target: `""` clears the field.
+    pub title: Option<String>,
+    pub message: Option<String>,
+    pub redirect_url: Option<String>,
+    pub language: Option<String>,
+}
+
+/// Languages the waiting-room page speaks.
+pub const PAGE_LANGUAGES: [&str; 3] = ["en", "fr", "de"];
+
+/// Longest page title, in characters.
+pub const MAX_TITLE_CHARS: usize = 120;
+
+/// Longest page message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// Longest redirect URL, in bytes (browsers and proxies cope with far more; operators need less).
+const MAX_URL_BYTES: usize = 2048;
+
+/// Unicode bidirectional controls, which can make a text read differently than it is stored.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A redirect target must be an absolute http(s) URL with a host, and without a fragment (the
+/// page puts the admission token there) or credentials (they would be shown to every person).
+fn check_redirect_url(raw: &str) -> Result<(), &'static str> {
+    if raw.len() > MAX_URL_BYTES {
+        return Err("must be at most 2048 bytes");
+    }
+    let url = url::Url::parse(raw).map_err(|_| "must be an absolute http(s) URL")?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err("must be an absolute http(s) URL");
+    }
+    if url.fragment().is_some() {
+        return Err("must not have a fragment: the page puts the admission token there");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials");
+    }
+    Ok(())
 }
 
 /// A valve value out of range: the field and why.
@@ -198,6 +252,16 @@ impl EventConfig {
         if let Some(at) = u.opens_at {
             next.opens_at = (at > 0).then_some(at);
         }
+        // An empty string clears a page field: JSON `null` already means "leave unchanged".
+        let text = |new: Option<String>, old: Option<String>| match new {
+            Some(v) if v.is_empty() => None,
+            Some(v) => Some(v),
+            None => old,
+        };
+        next.title = text(u.title, next.title);
+        next.message = text(u.message, next.message);
+        next.redirect_url = text(u.redirect_url, next.redirect_url);
+        next.language = text(u.language, next.language);
         next.validate()?;
         Ok(next)
     }
@@ -234,6 +298,43 @@ impl EventConfig {
                 "heartbeat_ttl_secs",
                 "must be at least twice slow_poll_ms, or polling people get evicted",
             );
+        }
+        self.validate_page()
+    }
+
+    /// The page fields are shown to every waiting person and followed by their browsers.
+    fn validate_page(&self) -> Result<(), InvalidValve> {
+        let invalid = |field, reason| Err(InvalidValve { field, reason });
+        // The page renders texts with `textContent`, never as HTML, so markup is harmless; control
+        // characters are not (they can reorder text, e.g. U+202E), except line breaks in a message.
+        let plain = |text: &str, breaks: bool| {
+            !text
+                .chars()
+                .any(|c| (c.is_control() && !(breaks && c == '\n')) || is_bidi_control(c))
+        };
+        if let Some(title) = &self.title {
+            if title.chars().count() > MAX_TITLE_CHARS || !plain(title, false) {
+                return invalid(
+                    "title",
+                    "must be at most 120 characters, without control characters",
+                );
+            }
+        }
+        if let Some(message) = &self.message {
+            if message.chars().count() > MAX_MESSAGE_CHARS || !plain(message, true) {
+                return invalid(
+                    "message",
+                    "must be at most 1000 characters, without control characters but line breaks",
+                );
+            }
+        }
+        if let Some(raw) = &self.redirect_url {
+            check_redirect_url(raw).or_else(|reason| invalid("redirect_url", reason))?;
+        }
+        if let Some(language) = &self.language {
+            if !PAGE_LANGUAGES.contains(&language.as_str()) {
+                return invalid("language", "must be one of en, fr, de");
+            }
         }
         Ok(())
     }
@@ -275,6 +376,14 @@ impl EventConfig {
             ("max_active", self.max_active.to_string()),
             ("admission_ttl_secs", self.admission_ttl_secs.to_string()),
             ("opens_at", self.opens_at.unwrap_or(0).to_string()),
+            // Stored as "" when unset, so a cleared field overwrites the old value in a hash.
+            ("title", self.title.clone().unwrap_or_default()),
+            ("message", self.message.clone().unwrap_or_default()),
+            (
+                "redirect_url",
+                self.redirect_url.clone().unwrap_or_default(),
+            ),
+            ("language", self.language.clone().unwrap_or_default()),
         ]
     }
 
@@ -283,6 +392,9 @@ impl EventConfig {
         let d = Self::default();
         fn num<T: std::str::FromStr>(f: &HashMap<String, String>, k: &str, d: T) -> T {
             f.get(k).and_then(|v| v.parse().ok()).unwrap_or(d)
+        }
+        fn text(f: &HashMap<String, String>, k: &str) -> Option<String> {
+            f.get(k).filter(|v| !v.is_empty()).cloned()
         }
         Self {
             state: fields
@@ -304,6 +416,10 @@ impl EventConfig {
             max_active: num(fields, "max_active", d.max_active),
             admission_ttl_secs: num(fields, "admission_ttl_secs", d.admission_ttl_secs),
             opens_at: Some(num(fields, "opens_at", 0)).filter(|&at| at > 0),
+            title: text(fields, "title"),
+            message: text(fields, "message"),
+            redirect_url: text(fields, "redirect_url"),
+            language: text(fields, "language"),
             version: num(fields, "version", 0),
         }
     }
@@ -361,6 +477,78 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
         assert_eq!(EventConfig::from_fields(&fields), config);
+    }
+
+    #[test]
+    fn page_fields_are_stored_and_cleared_with_an_empty_string() {
+        let set = EventUpdate {
+            title: Some("Big sale".into()),
+            message: Some("Line one\nline two".into()),
+            redirect_url: Some("https://shop.example/checkout?from=queue".into()),
+            language: Some("fr".into()),
+            ..EventUpdate::default()
+        };
+        let config = EventConfig::default().apply(&set).unwrap();
+        let fields = config
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(EventConfig::from_fields(&fields), config);
+
+        let clear = EventUpdate {
+            title: Some(String::new()),
+            redirect_url: Some(String::new()),
+            ..EventUpdate::default()
+        };
+        let cleared = config.apply(&clear).unwrap();
+        assert_eq!(cleared.title, None);
+        assert_eq!(cleared.redirect_url, None);
+        assert_eq!(
+            cleared.language.as_deref(),
+            Some("fr"),
+            "untouched fields stay"
+        );
+        let fields = cleared
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(EventConfig::from_fields(&fields).title, None);
+    }
+
+    #[test]
+    fn page_fields_that_could_mislead_or_leak_are_refused_with_the_field_named() {
+        let refused = [
+            ("redirect_url", "javascript:alert(1)"),
+            ("redirect_url", "/relative/path"),
+            ("redirect_url", "ftp://shop.example/"),
+            ("redirect_url", "https://shop.example/#admission_token=x"),
+            ("redirect_url", "https://user:pw@shop.example/"),
+            ("title", "\u{202e}elas gib"),
+            ("title", &"t".repeat(MAX_TITLE_CHARS + 1)),
+            ("message", &"m".repeat(MAX_MESSAGE_CHARS + 1)),
+            ("message", "bell\u{7}"),
+            ("language", "xx"),
+        ];
+        for (field, value) in refused {
+            let mut update = EventUpdate::default();
+            let given = Some(value.to_owned());
+            match field {
+                "redirect_url" => update.redirect_url = given,
+                "title" => update.title = given,
+                "message" => update.message = given,
+                _ => update.language = given,
+            }
+            let err = EventConfig::default().apply(&update).unwrap_err();
+            assert_eq!(err.field, field, "{value:?}");
+        }
+        let ok = EventUpdate {
+            title: Some("Soldes d’été <b>!</b>".into()),
+            redirect_url: Some("http://localhost:3000/enter".into()),
+            ..EventUpdate::default()
+        };
+        assert!(EventConfig::default().apply(&ok).is_ok());
     }
 
     #[test]

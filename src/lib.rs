@@ -5,7 +5,7 @@
 //! - [`tickets`]: queue tickets (HMAC JWTs) that any instance sharing the keys accepts.
 //! - [`admission`]: admission tokens (EdDSA JWTs, JWKS, key rotation) for the sale backend.
 //! - [`keyfiles`]: key files shared through the keys directory.
-//! - [`http`]: the router, handlers, extractors and the error policy.
+//! - [`http`]: the router, handlers (the waiting-room page among them), extractors and the error policy.
 //! - [`sweeper`]: evicts ghosts in bounded batches, safely on every instance.
 //! - [`metrics`]: the Prometheus registry of an instance.
 //! - [`config`], [`telemetry`], [`startup`]: configuration, logging and wiring.

@@ -74,6 +74,7 @@ async fn gateway(config: GatewayConfig, demo: bool) -> anyhow::Result<()> {
     if demo {
         if let Some(event) = startup::ensure_demo_event(state.store.as_ref()).await? {
             println!("\nVestibule is running with a `{event}` event. Try it:\n");
+            println!("  open http://{addr}/wait/{event} in a browser (operators: /admin/ui)");
             println!("  curl -s -X POST http://{addr}/v1/events/{event}/join");
             println!(
                 "  curl -s http://{addr}/v1/queue/status -H \"Authorization: Bearer <ticket>\""

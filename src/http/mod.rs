@@ -7,6 +7,7 @@ pub mod error;
 mod extract;
 mod openapi;
 mod ops;
+mod page;
 mod queue;
 
 use std::future::Future;
@@ -133,6 +134,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(page::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn(time_budget));
     // A stream stays open for as long as its person waits: no time budget.

@@ -17,5 +17,6 @@ mod join;
 mod leaks;
 mod openapi;
 mod operators;
+mod page;
 mod scale_out;
 mod tickets;
