@@ -8,11 +8,12 @@
 //! - [`http`]: the router, handlers (the waiting-room page among them), extractors and the error policy.
 //! - [`sweeper`]: evicts ghosts in bounded batches, safely on every instance.
 //! - [`metrics`]: the Prometheus registry of an instance.
-//! - [`config`], [`telemetry`], [`startup`]: configuration, logging and wiring.
+//! - [`config`], [`telemetry`], [`startup`], [`clock`]: configuration, logging, wiring, the clock.
 //! - [`admin_cli`]: `vestibule admin …`, operator commands over the admin API.
 
 pub mod admin_cli;
 pub mod admission;
+pub mod clock;
 pub mod config;
 pub mod event;
 pub mod http;

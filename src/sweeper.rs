@@ -70,10 +70,7 @@ pub async fn round(app: &AppState) -> Result<(), crate::store::StoreError> {
                 continue;
             }
         };
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let state_now = config.state_at(now_ms);
+        let state_now = config.state_at(crate::clock::now_ms());
         if state_now != config.state {
             // The scripts already treat it as open (on the store's clock); make the stored
             // state say so too, with an audit entry. Several instances may race here: the

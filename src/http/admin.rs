@@ -127,10 +127,7 @@ async fn describe(app: &AppState, event: EventId) -> Result<serde_json::Value, A
         .await?
         .ok_or(ApiError::EventNotFound)?;
     let figures = app.store.figures(&event).await?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let state_now = config.state_at(now_ms);
+    let state_now = config.state_at(crate::clock::now_ms());
     let door_rate = if state_now == crate::event::EventState::Open {
         config.admission_rate
     } else {

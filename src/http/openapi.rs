@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, entry, error, ops, queue};
+use super::{admin, entry, error, ops, page, queue};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,9 @@ use super::{admin, entry, error, ops, queue};
         ops::readyz,
         ops::metrics,
         ops::openapi,
+        page::wait_page,
+        page::page_info,
+        page::admin_page,
     ),
     components(schemas(
         error::ErrorBody,

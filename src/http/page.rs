@@ -71,9 +71,12 @@ fn hardened(content_type: &'static str, cache: &'static str) -> [(HeaderName, &'
     ]
 }
 
+#[utoipa::path(get, path = "/wait/{event_id}", tag = "page",
+    params(("event_id" = String, Path, description = "The event")),
+    responses((status = 200, description = "The waiting-room page (HTML); an unknown event is reported by the page itself", content_type = "text/html")))]
 /// `GET /wait/{event_id}`: the same shell for every event. Whether the event exists is the
 /// script's first question, so this answer costs no store call and caches well.
-async fn wait_page(Path(_event): Path<String>) -> Response {
+pub(super) async fn wait_page(Path(_event): Path<String>) -> Response {
     (
         hardened("text/html; charset=utf-8", "no-cache"),
         SHELL.as_str(),
@@ -97,9 +100,11 @@ async fn wait_css() -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/admin/ui", tag = "page",
+    responses((status = 200, description = "The operator page (HTML); it calls the admin API with the token typed in", content_type = "text/html")))]
 /// `GET /admin/ui`: the shell holds no secret; every figure it shows comes from the admin API,
 /// called with the token the operator types in.
-async fn admin_page() -> Response {
+pub(super) async fn admin_page() -> Response {
     (
         hardened("text/html; charset=utf-8", "no-cache"),
         ADMIN_SHELL.as_str(),
@@ -123,10 +128,17 @@ async fn admin_css() -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/v1/events/{event_id}/page", tag = "page",
+    params(("event_id" = String, Path, description = "The event")),
+    responses(
+        (status = 200, description = "`{event_id, title, message, redirect_url, language, state}`", body = Object),
+        (status = 404, description = "`event_not_found`", body = crate::http::error::ErrorBody),
+        (status = 503, description = "`unavailable`", body = crate::http::error::ErrorBody),
+    ))]
 /// `GET /v1/events/{event_id}/page`: what the page shows about the event. `language` is the
 /// event's, else the best of `Accept-Language` the page speaks, else English. Every waiting
 /// page rereads it now and then (to learn of a pause), so shared caches may keep it briefly.
-async fn page_info(
+pub(super) async fn page_info(
     State(app): State<AppState>,
     Path(raw): Path<String>,
     headers: HeaderMap,
@@ -151,7 +163,7 @@ async fn page_info(
         "message": config.message,
         "redirect_url": config.redirect_url,
         "language": language,
-        "state": config.state,
+        "state": config.state_at(crate::clock::now_ms()),
     });
     Ok((
         [

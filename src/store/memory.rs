@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
@@ -12,6 +11,7 @@ use super::{
     Place, Presence, Standing, StatusOutcome, Store, StoreError, SweepOutcome, AUDIT_LEN,
     KEY_SLACK_SECS,
 };
+use crate::clock::now_ms;
 use crate::event::{EventConfig, EventId, EventState, Identity};
 
 /// How far back the measured outflow looks (ms); the same as `lua/lib.lua`.
@@ -65,12 +65,6 @@ struct Record {
     state: State,
     place: Place,
     last_seen_ms: u64,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn keep_ms(seconds: u32) -> u64 {

@@ -22,6 +22,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
+    ("get", "/wait/{event_id}"),
+    ("get", "/v1/events/{event_id}/page"),
+    ("get", "/admin/ui"),
 ];
 
 /// Routes that cannot fail on bad input (nothing to document but success).
@@ -30,6 +33,8 @@ const NO_CLIENT_ERRORS: &[&str] = &[
     "/metrics",
     "/openapi.json",
     "/.well-known/jwks.json",
+    "/wait/{event_id}",
+    "/admin/ui",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
