@@ -9,6 +9,7 @@ mod helpers;
 mod admin_cli;
 mod admission;
 mod compose;
+mod dashboards;
 mod door;
 mod errors;
 mod eviction;
