@@ -13,7 +13,7 @@
 # Only the block between the bench.sh markers in BENCHMARKS.md is rewritten: notes below it stay.
 #
 # Knobs (environment): DURATION (s per wrk run, 10), CONNECTIONS (64), THREADS (2), ROUNDS (2),
-# FILL (100000), POOL (10000), PERF=1 to also profile the gateway during one status run,
+# FILL (100000), POOL (10000), CROWD (10000 people for a simulated sale; 0: none), PERF=1 to also profile the gateway during one status run,
 # NICE (0): the niceness of everything this script starts; a negative one (root) keeps other jobs
 # on a shared machine from stealing the measured processes' CPU.
 set -euo pipefail
@@ -26,11 +26,12 @@ ROUNDS=${ROUNDS:-2}
 FILL=${FILL:-100000}
 POOL=${POOL:-10000}
 PERF=${PERF:-0}
+CROWD=${CROWD:-10000}
 NICE=${NICE:-0}
 N=(nice -n "$NICE")
 OUT=BENCHMARKS.md
 TOKEN="bench-$RANDOM-$RANDOM"
-COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS ROUNDS=$ROUNDS FILL=$FILL POOL=$POOL PERF=$PERF NICE=$NICE bash loadtest/bench.sh"
+COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS ROUNDS=$ROUNDS FILL=$FILL POOL=$POOL CROWD=$CROWD PERF=$PERF NICE=$NICE bash loadtest/bench.sh"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 if ! command -v wrk >/dev/null; then
@@ -209,8 +210,19 @@ if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
   "${N[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s loadtest/wrk/status.lua \
     "$GATEWAY/v1/queue/status" -- "$WORK/tickets.txt" "$POOL" >/dev/null
   wait "$PERF_PID" || true
+  PERF_DSO=$(perf report -i "$WORK/perf.data" --no-children --sort dso --stdio 2>/dev/null \
+    | grep -E '^ +[0-9.]+%' | head -5 | awk '{printf "%s%s %s", sep, $2, $1; sep = ", "}' || true)
   PERF_TOP=$(perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -25 | cut -c1-160 | sed -E 's/ +$//' || true)
+    | grep -E '^ +[0-9.]+%' | head -25 | cut -c1-160 | sed -E 's/ +$//' || true)
+fi
+# === A simulated sale: the load tool, with its truth checks, at this scale ===
+SALE=""
+if [ "$CROWD" -gt 0 ]; then
+  echo "== a simulated sale: $CROWD people" >&2
+  SALE_ARGS=(--target "$GATEWAY" --event benchsale --admin-token "$TOKEN" --people "$CROWD"
+    --arrive-secs 10 --hold-secs 15 --heartbeat-ttl-secs 10 --quiet)
+  SALE=$("${N[@]}" target/release/vestibule-loadtest "${SALE_ARGS[@]}" 2>&1 || true)
+  SALE_ARGS[5]="…"  # the admin token stays out of the report
 fi
 SLOW=$(rcli SLOWLOG LEN)
 SLOW_TOP=$(rcli SLOWLOG GET 128 | awk 'prev ~ /^[0-9]+$/ && $0 ~ /^[a-zA-Z]+$/ {print toupper($0)} {prev = $0}' \
@@ -318,8 +330,11 @@ $COSTS
 \`\`\`
 EOF
 )
+if [ -n "$SALE" ]; then
+  BLOCK+=$'\n\n'"### A simulated sale"$'\n\n'"\`vestibule-loadtest ${SALE_ARGS[*]}\` against the same gateway, after the runs above (flash-crowd arrivals, 20% close the tab, 5% leave; every position shown is checked):"$'\n\n```\n'"$SALE"$'\n```'
+fi
 if [ -n "$PERF_TOP" ]; then
-  BLOCK+=$'\n\n'"Gateway profile during one status run (\`perf record -g\`, self time, top symbols):"$'\n\n```\n'"$PERF_TOP"$'\n```'
+  BLOCK+=$'\n\n'"Gateway profile during one status run (\`perf record -g\`, self time by library: $PERF_DSO; top symbols):"$'\n\n```\n'"$PERF_TOP"$'\n```'
 fi
 BLOCK+=$'\n'"<!-- bench.sh:end -->"
 

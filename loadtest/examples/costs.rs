@@ -94,6 +94,19 @@ async fn main() {
     })
     .await;
 
+    println!("\n64 at once, in-process store, µs of wall time per call (throughput⁻¹):");
+    concurrent("gateway router status, in-process store", || {
+        let (app, ticket) = (app.clone(), ticket.clone());
+        async move {
+            let response = app
+                .oneshot(get_req("/v1/queue/status", Some(&ticket)))
+                .await
+                .unwrap();
+            drain(response).await
+        }
+    })
+    .await;
+
     if let Some(url) = redis_url {
         redis_costs(&url, &event).await;
     }
@@ -122,6 +135,15 @@ async fn redis_costs(url: &str, event: &EventId) {
         let (store, event) = (store.clone(), event.clone());
         async move {
             store.status(&event, "p", seq).await.unwrap();
+        }
+    })
+    .await;
+    let keys = TicketKeys::from_secret(b"costs");
+    concurrent("ticket verify + store status", || {
+        let (store, event, ticket) = (store.clone(), event.clone(), ticket.clone());
+        let (_, claims) = keys.verify(&ticket).unwrap();
+        async move {
+            store.status(&event, &claims.sub, claims.seq).await.unwrap();
         }
     })
     .await;

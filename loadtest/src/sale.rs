@@ -94,7 +94,8 @@ pub struct SaleArgs {
     pub sweep_interval_ms: u64,
 
     /// Time a sweep round may take beyond its interval before a ghost still counted is a
-    /// violation.
+    /// violation. A round evicts at most 10 000 ghosts per event (the sweeper's batch size
+    /// times its batches per round): a crowd whose ghosts expire faster needs more slack.
     #[arg(long, default_value_t = 1000)]
     pub eviction_slack_ms: u64,
 
@@ -214,7 +215,8 @@ pub async fn run(args: &SaleArgs) -> anyhow::Result<SaleReport> {
     for (id, fate) in fates.iter().copied().enumerate() {
         let at = start + arrival(args.curve, id, args.people, args.arrive_secs);
         tokio::time::sleep_until(at.into()).await;
-        crowd.spawn(person::visit(id, fate, ctx.clone()).map_id(id));
+        let ctx = ctx.clone();
+        crowd.spawn(async move { (id, person::visit(id, fate, ctx).await) });
     }
     let mut outcomes: BTreeMap<Outcome, u64> = BTreeMap::new();
     let mut ghosts = Vec::new();
@@ -397,15 +399,6 @@ fn progress_bar(args: &SaleArgs, total: Duration) -> ProgressBar {
     bar.set_style(style);
     bar
 }
-
-/// Tags a future's output with an id.
-trait MapId: std::future::Future + Sized {
-    fn map_id(self, id: usize) -> impl std::future::Future<Output = (usize, Self::Output)> {
-        async move { (id, self.await) }
-    }
-}
-
-impl<F: std::future::Future> MapId for F {}
 
 #[cfg(test)]
 mod tests {
