@@ -77,7 +77,7 @@ machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 +
 
 REDIS_PORT=$(free_port)
 "${N[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-  --slowlog-log-slower-than 1000 --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+  --slowlog-log-slower-than 1000 --slowlog-max-len 100000 --dir "$WORK" >"$WORK/redis.log" 2>&1 &
 REDIS_PID=$!; PIDS+=("$REDIS_PID")
 wait_port "$REDIS_PORT"
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
@@ -225,7 +225,7 @@ if [ "$CROWD" -gt 0 ]; then
   SALE_ARGS[5]="…"  # the admin token stays out of the report
 fi
 SLOW=$(rcli SLOWLOG LEN)
-SLOW_TOP=$(rcli SLOWLOG GET 128 | awk 'prev ~ /^[0-9]+$/ && $0 ~ /^[a-zA-Z]+$/ {print toupper($0)} {prev = $0}' \
+SLOW_TOP=$(rcli SLOWLOG GET 100000 | awk 'prev ~ /^[0-9]+$/ && $0 ~ /^[a-zA-Z]+$/ {print toupper($0)} {prev = $0}' \
   | sort | uniq -c | sort -rn | head -5 | awk '{printf "%s%s x%s", sep, $2, $1; sep = ", "}')
 
 # === Redis alone: the status script against `return 1`, no gateway, no HTTP ===
