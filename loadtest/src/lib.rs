@@ -1,0 +1,17 @@
+//! vestibule-loadtest: a crowd simulator for Vestibule, run against a running gateway.
+//!
+//! - [`sale`]: a simulated sale: arrivals on a flash-crowd curve, polling, ghosts, leavers.
+//! - [`person`]: one person's state machine, one request per step.
+//! - [`api`]: the gateway's HTTP API as the crowd sees it, every call timed.
+//! - [`truth`]: the ledger of who is in the queue, and the checks of every position shown.
+//! - [`stats`], [`report`], [`chart`]: the figures, the summary table and JSON, the SVG.
+//! - [`tickets`]: join a pool of people and write their tickets (for `wrk` and memory figures).
+
+pub mod api;
+pub mod chart;
+pub mod person;
+pub mod report;
+pub mod sale;
+pub mod stats;
+pub mod tickets;
+pub mod truth;
