@@ -26,8 +26,12 @@ if st ~= 'w' then
   return {st}
 end
 
+local m = load_meta()
+if not m then
+  return {'unknown'}
+end
 redis.call('ZADD', KEYS[4], 'XX', now, person)
-local answer = standing(person, now)
+local answer = standing(m, person, now)
 local position, window = answer[2], answer[5]
 if ARGV[4] == 'vip_only' and answer[3] ~= 'vip' then
   return {'limited'}
@@ -36,16 +40,16 @@ if position > window then
   return answer
 end
 
-local m = redis.call('HMGET', KEYS[1], 'admission_ttl_secs', 'ticket_ttl_secs', 'door_credit')
 local adm_id = ARGV[3]
-local adm_exp = now + tonumber(m[1]) * 1000
+local adm_ttl = tonumber(m.admission_ttl_secs)
+local adm_exp = now + adm_ttl * 1000
 redis.call('ZREM', KEYS[3], person)
 redis.call('ZREM', KEYS[4], person)
-redis.call('HSET', KEYS[1], 'door_credit', tostring(tonumber(m[3]) - 1))
+redis.call('HSET', KEYS[1], 'door_credit', tostring(m.door_credit - 1))
 redis.call('ZADD', KEYS[7], adm_exp, adm_id)
 redis.call('ZADD', KEYS[8], now, adm_id)
 -- "w|seq|iat|exp" becomes "a|seq|iat|exp|admission_id|admission_exp_ms".
 redis.call('HSET', KEYS[5], person, 'a' .. string.sub(rec, 2) .. '|' .. adm_id .. '|' .. adm_exp)
 redis.call('HINCRBY', KEYS[6], 'admitted', 1)
-keep_alive(math.max(tonumber(m[1]), tonumber(m[2])) + tonumber(ARGV[5]))
+keep_alive(math.max(adm_ttl, tonumber(m.ticket_ttl_secs)) + tonumber(ARGV[5]), {7, 8})
 return {'admitted', adm_id, adm_exp, 'new'}

@@ -2,11 +2,11 @@
 -- ARGV[1] person id, ARGV[2] "claimed" when the id came from the caller, ARGV[3] key slack (s)
 -- Returns {tag, seq, iat, exp, standing...} where tag is 'created' or 'existing'.
 local person = ARGV[1]
-local meta = redis.call('HMGET', KEYS[1], 'state', 'max_queue_len', 'ticket_ttl_secs', 'identity')
-if not meta[1] then
+local m = load_meta()
+if not m then
   return {'no_event'}
 end
-if ARGV[2] == 'claimed' and meta[4] ~= 'user_id' then
+if ARGV[2] == 'claimed' and m.identity ~= 'user_id' then
   return {'claim_refused'}
 end
 
@@ -17,7 +17,7 @@ if rec then
   if st == 'w' or st == 'a' then
     local answer = {'existing', tonumber(seq), tonumber(iat), tonumber(exp)}
     if st == 'w' then
-      for _, v in ipairs(standing(person, now)) do
+      for _, v in ipairs(standing(m, person, now)) do
         table.insert(answer, v)
       end
     else
@@ -28,26 +28,27 @@ if rec then
   -- Evicted or left: joining again takes a new place at the back.
 end
 
-local state = state_at(now)
+local state = state_at(m, now)
 if state ~= 'open' then
   return {'not_open', state}
 end
-local max_len = tonumber(meta[2])
+local max_len = tonumber(m.max_queue_len)
 if max_len > 0 and redis.call('ZCARD', KEYS[3]) >= max_len then
   return {'full'}
 end
 
 local seq = redis.call('INCR', KEYS[2])
 local iat = math.floor(now / 1000)
-local ticket_ttl = tonumber(meta[3])
+local ticket_ttl = tonumber(m.ticket_ttl_secs)
 local exp = iat + ticket_ttl
 redis.call('ZADD', KEYS[3], seq, person)
 redis.call('ZADD', KEYS[4], now, person)
 redis.call('HSET', KEYS[5], person, 'w|' .. seq .. '|' .. iat .. '|' .. exp)
 redis.call('HINCRBY', KEYS[6], 'joined', 1)
-keep_alive(ticket_ttl + tonumber(ARGV[3]))
+-- wait and hb are created and emptied together; seq, people and stats live at least as long.
+keep_alive(ticket_ttl + tonumber(ARGV[3]), {3})
 local answer = {'created', seq, iat, exp}
-for _, v in ipairs(standing(person, now)) do
+for _, v in ipairs(standing(m, person, now)) do
   table.insert(answer, v)
 end
 return answer

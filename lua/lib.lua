@@ -30,70 +30,119 @@ local function parse_admission(rec)
   return string.match(rec, '^a|%d+|%d+|%d+|([^|]+)|(%d+)$')
 end
 
--- Tier and poll interval for a position, from the event's valves.
-local function tier_of(position, meta_key)
-  local t = redis.call('HMGET', meta_key, 'vip_size', 'fast_upto', 'fast_poll_ms', 'slow_poll_ms')
-  if position <= tonumber(t[1]) then
-    return 'vip', tonumber(t[3])
-  elseif position <= tonumber(t[2]) then
-    return 'fast', tonumber(t[3])
+-- Every valve and door field a script may need, in ONE read of the meta hash (each redis.call
+-- costs about a microsecond inside Redis; status runs on every poll). nil when the event is gone.
+local META_FIELDS = {'state', 'opens_at', 'admission_rate', 'max_active', 'door_credit',
+  'door_tick_ms', 'vip_size', 'fast_upto', 'fast_poll_ms', 'slow_poll_ms', 'outflow_rate',
+  'heartbeat_ttl_secs', 'max_queue_len', 'ticket_ttl_secs', 'identity', 'admission_ttl_secs'}
+local function load_meta()
+  local v = redis.call('HMGET', KEYS[1], unpack(META_FIELDS))
+  if not v[1] then
+    return nil
   end
-  return 'slow', tonumber(t[4])
+  local m = {}
+  for i, name in ipairs(META_FIELDS) do
+    m[name] = v[i]
+  end
+  return m
+end
+
+-- The state in force at `now`: a scheduled event with `opens_at` (unix s, 0: none) opens by
+-- itself, on the store's clock, at the same instant for every gateway. Also returns the opening
+-- instant (ms) when that happened.
+local function state_at(m, now)
+  local opens_at = tonumber(m.opens_at or '0')
+  if m.state == 'scheduled' and opens_at > 0 and opens_at * 1000 <= now then
+    return 'open', opens_at * 1000
+  end
+  return m.state, nil
+end
+
+-- Tier and poll interval for a position.
+local function tier_of(m, position)
+  if position <= tonumber(m.vip_size) then
+    return 'vip', tonumber(m.fast_poll_ms)
+  elseif position <= tonumber(m.fast_upto) then
+    return 'fast', tonumber(m.fast_poll_ms)
+  end
+  return 'slow', tonumber(m.slow_poll_ms)
 end
 
 -- Every queue key (2..9) lives as long as the newest ticket (or admission) can be used, then drains
--- away. The definition (meta) and its audit trail live until the event is closed.
-local function keep_alive(seconds)
+-- away. The definition (meta) and its audit trail live until the event is closed. Refreshing
+-- eight TTLs costs eight calls, so it is done only when a probe key's TTL has fallen a minute
+-- below the target, or the probe has none: the caller names the keys it may have just created
+-- (Redis deletes an emptied sorted set, and re-creates it without a TTL).
+local function keep_alive(seconds, probes)
+  local stale = false
+  for _, i in ipairs(probes) do
+    if redis.call('TTL', KEYS[i]) <= seconds - 60 then
+      stale = true
+      break
+    end
+  end
+  if not stale then
+    return
+  end
   for i = 2, 9 do
     redis.call('EXPIRE', KEYS[i], seconds)
   end
 end
 
--- The state in force at `now`: a scheduled event with `opens_at` (unix s, 0: none) opens by itself, on the
--- store's clock, at the same instant for every gateway.
-local function state_at(now)
-  local m = redis.call('HMGET', KEYS[1], 'state', 'opens_at')
-  if m[1] == 'scheduled' and tonumber(m[2] or '0') > 0 and tonumber(m[2]) * 1000 <= now then
-    return 'open', tonumber(m[2]) * 1000
-  end
-  return m[1], nil
-end
-
--- Advances the door to `now` and returns its window (how many people from the head may enter),
--- the event's state and the measured outflow (people/s over the last minute). Ticks from any
--- number of gateways are serialised by Redis and credit only the store-clock time elapsed since
--- the previous tick, so together they never release more than admission_rate allows.
-local function door_tick(now)
-  local m = redis.call('HMGET', KEYS[1], 'admission_rate', 'max_active', 'door_credit', 'door_tick_ms')
-  local rate, max_active = tonumber(m[1]), tonumber(m[2])
-  local credit = tonumber(m[3]) or 0
-  local last = tonumber(m[4]) or now
-  local state, opened_at = state_at(now)
+-- Advances the door to `now` and returns its window: how many people from the head may enter.
+-- Ticks from any number of gateways are serialised by Redis and credit only the store-clock time
+-- elapsed since the previous tick, so together they never release more than admission_rate
+-- allows. Updates m.door_credit.
+local function door_tick(m, now)
+  local rate, max_active = tonumber(m.admission_rate), tonumber(m.max_active)
+  local credit = tonumber(m.door_credit) or 0
+  local last = tonumber(m.door_tick_ms) or now
+  local state, opened_at = state_at(m, now)
   if opened_at then
     -- No credit for the time before a scheduled opening.
     last = math.max(last, opened_at)
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
   if state == 'open' and now > last then
     credit = credit + (now - last) * rate / 1000
   end
   -- Never release more people than are waiting, nor more than the live sessions leave room for.
-  local room = max_active - redis.call('ZCARD', KEYS[7])
-  local cap = math.max(0, math.min(room, redis.call('ZCARD', KEYS[3])))
+  -- Expired sessions are not counted (the sweeper removes them).
+  local active = redis.call('ZCOUNT', KEYS[7], '(' .. now, '+inf')
+  local cap = math.max(0, math.min(max_active - active, redis.call('ZCARD', KEYS[3])))
   if credit > cap then
     credit = cap
   end
   redis.call('HSET', KEYS[1], 'door_credit', tostring(credit), 'door_tick_ms', now)
-  local window = 0
+  m.door_credit = credit
   if state == 'open' then
-    window = math.floor(credit)
+    return math.floor(credit)
   end
-  return window, state, credit
+  return 0
 end
 
--- People admitted per second, measured over the last minute (or since the first admission, if
--- more recent); 0 until there are two admissions, since one says nothing about a rate.
-local function outflow(now)
+-- Seconds until a waiting person at `position` can expect to be let in, or -1 when unknown.
+-- Outside the window it is unknown while the door releases nobody (not open, or rate 0);
+-- otherwise the measured outflow (kept in meta by the sweeper), or the configured rate before
+-- there is one.
+local function eta(m, position, window, now)
+  if position <= window then
+    return 0
+  end
+  local configured = tonumber(m.admission_rate)
+  if state_at(m, now) ~= 'open' or configured <= 0 then
+    return -1
+  end
+  local rate = tonumber(m.outflow_rate or '0')
+  if rate <= 0 then
+    rate = configured
+  end
+  return math.ceil((position - window) / rate)
+end
+
+-- People admitted per second over the last minute (or since the first admission, if more
+-- recent); 0 until there are two admissions, since one says nothing about a rate. Trims the
+-- window: run by the sweeper, which stores the result in meta for status to read.
+local function measure_outflow(now)
   redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - OUTFLOW_WINDOW_MS)
   local count = redis.call('ZCARD', KEYS[8])
   if count < 2 then
@@ -104,31 +153,10 @@ local function outflow(now)
   return count * 1000 / span
 end
 
--- Seconds until a waiting person at `position` can expect to be let in, or -1 when unknown.
--- Outside the window it is unknown while the door releases nobody (not open, or rate 0);
--- otherwise the measured outflow, or the configured rate before there is one.
-local function eta(position, window, now)
-  if position <= window then
-    return 0
-  end
-  if state_at(now) ~= 'open' then
-    return -1
-  end
-  local configured = tonumber(redis.call('HGET', KEYS[1], 'admission_rate'))
-  if configured <= 0 then
-    return -1
-  end
-  local rate = outflow(now)
-  if rate <= 0 then
-    rate = configured
-  end
-  return math.ceil((position - window) / rate)
-end
-
 -- The answer for a waiting person: {'w', position, tier, poll_ms, window, eta}
-local function standing(person, now)
-  local window = door_tick(now)
+local function standing(m, person, now)
+  local window = door_tick(m, now)
   local position = redis.call('ZRANK', KEYS[3], person) + 1
-  local tier, poll = tier_of(position, KEYS[1])
-  return {'w', position, tier, poll, window, eta(position, window, now)}
+  local tier, poll = tier_of(m, position)
+  return {'w', position, tier, poll, window, eta(m, position, window, now)}
 end

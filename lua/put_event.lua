@@ -4,9 +4,10 @@
 -- Bumps the version. The door is ticked first, so the time before the change is credited at the
 -- old rate. Returns {version, changes as JSON}.
 local now = now_ms()
-local existed = redis.call('EXISTS', KEYS[1]) == 1
+local m = load_meta()
+local existed = m ~= nil
 if existed then
-  door_tick(now)
+  door_tick(m, now)
 end
 local changes = {}
 local changed = false

@@ -11,8 +11,12 @@ if seq ~= ARGV[2] then
 end
 local now = now_ms()
 if st == 'w' then
+  local m = load_meta()
+  if not m then
+    return {'unknown'}
+  end
   redis.call('ZADD', KEYS[4], 'XX', now, ARGV[1])
-  return standing(ARGV[1], now)
+  return standing(m, ARGV[1], now)
 end
 if st == 'a' then
   local _, adm_exp = parse_admission(rec)

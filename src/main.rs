@@ -8,6 +8,11 @@ use tokio_util::sync::CancellationToken;
 use vestibule::config::GatewayConfig;
 use vestibule::startup;
 
+// The gateway allocates a little on every request (JSON, headers, store replies); glibc's
+// allocator showed up as ~15% of its CPU under load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A virtual waiting-room queue gateway.
 #[derive(Debug, Parser)]
 #[command(name = "vestibule", version, about)]

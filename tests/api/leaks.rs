@@ -38,6 +38,14 @@ async fn after_the_queue_empties_no_key_of_the_event_is_left_without_a_ttl() {
         }
     }
 
+    // Redis deletes emptied sorted sets; a later join re-creates them, and they get a TTL too.
+    let late = app.join_ok("sale").await;
+    for key in ["vst:{ev:sale}:wait", "vst:{ev:sale}:hb"] {
+        let ttl: i64 = redis.cli(&["TTL", key]).parse().unwrap();
+        assert!(ttl > 0, "{key} re-created without a TTL");
+    }
+    assert_eq!(app.leave(&late.ticket).await, StatusCode::NO_CONTENT);
+
     app.put_event("sale", json!({"state": "closed"})).await;
     for key in ["vst:{ev:sale}:meta", "vst:{ev:sale}:audit"] {
         let ttl: i64 = redis.cli(&["TTL", key]).parse().unwrap();
