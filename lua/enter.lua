@@ -31,7 +31,7 @@ if not m then
   return {'unknown'}
 end
 redis.call('ZADD', KEYS[4], 'XX', now, person)
-local answer = standing(m, person, now)
+local answer = standing(m, person, now, nil, true)
 local position, window = answer[2], answer[5]
 if ARGV[4] == 'vip_only' and answer[3] ~= 'vip' then
   return {'limited'}

@@ -17,7 +17,7 @@ if rec then
   if st == 'w' or st == 'a' then
     local answer = {'existing', tonumber(seq), tonumber(iat), tonumber(exp)}
     if st == 'w' then
-      for _, v in ipairs(standing(m, person, now)) do
+      for _, v in ipairs(standing(m, person, now, nil, false)) do
         table.insert(answer, v)
       end
     else
@@ -32,8 +32,10 @@ local state = state_at(m, now)
 if state ~= 'open' then
   return {'not_open', state}
 end
+-- Everyone still waiting is ahead of a newcomer, who takes the highest sequence.
+local waiting = redis.call('ZCARD', KEYS[3])
 local max_len = tonumber(m.max_queue_len)
-if max_len > 0 and redis.call('ZCARD', KEYS[3]) >= max_len then
+if max_len > 0 and waiting >= max_len then
   return {'full'}
 end
 
@@ -44,11 +46,12 @@ local exp = iat + ticket_ttl
 redis.call('ZADD', KEYS[3], seq, person)
 redis.call('ZADD', KEYS[4], now, person)
 redis.call('HSET', KEYS[5], person, 'w|' .. seq .. '|' .. iat .. '|' .. exp)
+-- Also makes sure the stats hash exists whenever TTLs are refreshed (leave and sweep add to it).
 redis.call('HINCRBY', KEYS[6], 'joined', 1)
 -- wait and hb are created and emptied together; seq, people and stats live at least as long.
 keep_alive(ticket_ttl + tonumber(ARGV[3]), {3})
 local answer = {'created', seq, iat, exp}
-for _, v in ipairs(standing(m, person, now)) do
+for _, v in ipairs(standing(m, person, now, waiting + 1, false)) do
   table.insert(answer, v)
 end
 return answer

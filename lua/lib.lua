@@ -120,6 +120,33 @@ local function door_tick(m, now)
   return 0
 end
 
+-- The door's window at `now` for a person at `position`, without writing: status runs on every
+-- poll, so it reads the last persisted tick (the sweeper, enter and every valve change persist
+-- one, at least every sweep interval) and adds the credit since. The cap (room under max_active,
+-- people waiting) only ever lowers the window, so it is read only when the person could be
+-- inside it. Gives the same answer door_tick would, without its three calls.
+local function door_peek(m, now, position)
+  local state, opened_at = state_at(m, now)
+  if state ~= 'open' then
+    return 0
+  end
+  local credit = tonumber(m.door_credit) or 0
+  local last = tonumber(m.door_tick_ms) or now
+  if opened_at then
+    last = math.max(last, opened_at)
+  end
+  if now > last then
+    credit = credit + (now - last) * tonumber(m.admission_rate) / 1000
+  end
+  local window = math.floor(credit)
+  if position > window then
+    return window
+  end
+  local active = redis.call('ZCOUNT', KEYS[7], '(' .. now, '+inf')
+  local cap = math.max(0, math.min(tonumber(m.max_active) - active, redis.call('ZCARD', KEYS[3])))
+  return math.min(window, cap)
+end
+
 -- Seconds until a waiting person at `position` can expect to be let in, or -1 when unknown.
 -- Outside the window it is unknown while the door releases nobody (not open, or rate 0);
 -- otherwise the measured outflow (kept in meta by the sweeper), or the configured rate before
@@ -153,10 +180,17 @@ local function measure_outflow(now)
   return count * 1000 / span
 end
 
--- The answer for a waiting person: {'w', position, tier, poll_ms, window, eta}
-local function standing(m, person, now)
-  local window = door_tick(m, now)
-  local position = redis.call('ZRANK', KEYS[3], person) + 1
+-- The answer for a waiting person at `position` (nil: look it up):
+-- {'w', position, tier, poll_ms, window, eta}. With `persist`, the door's tick is written (enter
+-- does, before letting anyone in); without, it is only read (status, join).
+local function standing(m, person, now, position, persist)
+  position = position or (redis.call('ZRANK', KEYS[3], person) + 1)
+  local window
+  if persist then
+    window = door_tick(m, now)
+  else
+    window = door_peek(m, now, position)
+  end
   local tier, poll = tier_of(m, position)
   return {'w', position, tier, poll, window, eta(m, position, window, now)}
 end

@@ -8,6 +8,9 @@ local m = load_meta()
 local existed = m ~= nil
 if existed then
   door_tick(m, now)
+else
+  -- The door's clock starts now: joins and polls only read it (see door_peek).
+  redis.call('HSET', KEYS[1], 'door_credit', '0', 'door_tick_ms', now)
 end
 local changes = {}
 local changed = false

@@ -16,7 +16,7 @@ if st == 'w' then
     return {'unknown'}
   end
   redis.call('ZADD', KEYS[4], 'XX', now, ARGV[1])
-  return standing(m, ARGV[1], now)
+  return standing(m, ARGV[1], now, nil, false)
 end
 if st == 'a' then
   local _, adm_exp = parse_admission(rec)
