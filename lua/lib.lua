@@ -12,6 +12,7 @@
 --   KEYS[8] admits   zset: admission id -> admitted at (ms), the last minute: the measured outflow
 --   KEYS[9] redeemed hash: admission id -> redeemed at (ms)
 --   KEYS[10] audit   stream: every change of the valves (capped); lives with the definition (meta)
+-- (The reservation scripts, reserve.lua and the worker's, take their own KEYS: see reserve.lua.)
 
 -- How far back the measured outflow looks (ms).
 local OUTFLOW_WINDOW_MS = 60000

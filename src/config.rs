@@ -41,4 +41,8 @@ pub struct GatewayConfig {
     /// tier bypasses it; nobody bypasses the door); 0 disables it.
     #[arg(long, env = "VESTIBULE_ENTER_RATE", default_value_t = 200)]
     pub enter_rate: u32,
+
+    /// The database (inventory API) and the in-process worker of `vestibule run`.
+    #[command(flatten)]
+    pub sales: crate::worker::config::SalesArgs,
 }

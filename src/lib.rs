@@ -8,6 +8,9 @@
 //! - [`http`]: the router, handlers (the waiting-room page among them), extractors and the error policy.
 //! - [`sweeper`]: evicts ghosts in bounded batches, safely on every instance.
 //! - [`metrics`]: the Prometheus registry of an instance.
+//! - [`sales`]: reservations and inventory as the gateway sees them, and their wiring.
+//! - [`worker`]: applies reservations to the database (conditional writes), with its own
+//!   metrics; `vestibule worker`, or in process with `vestibule run`.
 //! - [`config`], [`telemetry`], [`startup`], [`clock`]: configuration, logging, wiring, the clock.
 //! - [`admin_cli`]: `vestibule admin …`, operator commands over the admin API.
 
@@ -19,8 +22,10 @@ pub mod event;
 pub mod http;
 pub mod keyfiles;
 pub mod metrics;
+pub mod sales;
 pub mod startup;
 pub mod store;
 pub mod sweeper;
 pub mod telemetry;
 pub mod tickets;
+pub mod worker;

@@ -29,6 +29,8 @@ enum Command {
     Serve(GatewayConfig),
     /// Operator commands over the admin API of a running gateway.
     Admin(vestibule::admin_cli::AdminArgs),
+    /// The worker alone: applies reservations from Redis to the database.
+    Worker(vestibule::worker::config::WorkerConfig),
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -52,6 +54,15 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(config) => gateway(config, true).await,
         Command::Serve(config) => gateway(config, false).await,
+        Command::Worker(config) => {
+            let stop = CancellationToken::new();
+            let signal_stop = stop.clone();
+            tokio::spawn(async move {
+                startup::shutdown_signal().await;
+                signal_stop.cancel();
+            });
+            vestibule::worker::process::run(config, stop).await
+        }
         Command::Keys(KeysCommand::Rotate { keys_dir }) => {
             let kid = vestibule::admission::rotate(&keys_dir)
                 .with_context(|| format!("rotating keys in {}", keys_dir.display()))?;
@@ -84,6 +95,9 @@ async fn gateway(config: GatewayConfig, demo: bool) -> anyhow::Result<()> {
             println!(
                 "  curl -s http://{addr}/v1/queue/status -H \"Authorization: Bearer <ticket>\""
             );
+            startup::ensure_demo_inventory(&state, &event).await?;
+            println!("  # once entered: reserve with the admission token (a worker applies it)");
+            println!("  curl -s -X POST http://{addr}/v1/reservations -H \"Authorization: Bearer <admission_token>\" -H \"Idempotency-Key: order-1\" -d '{{\"items\":[{{\"sku\":\"ticket\",\"quantity\":1}}]}}'");
             println!("\nOperators: set VESTIBULE_ADMIN_TOKEN, then");
             println!("  curl -s http://{addr}/admin/v1/events/{event} -H \"Authorization: Bearer $VESTIBULE_ADMIN_TOKEN\"\n");
         }
@@ -94,6 +108,10 @@ async fn gateway(config: GatewayConfig, demo: bool) -> anyhow::Result<()> {
         startup::shutdown_signal().await;
         signal_stop.cancel();
     });
+    if demo {
+        // `run` is everything in one process: the worker too.
+        startup::spawn_worker(&state, &config, stop.clone());
+    }
     let interval = Duration::from_millis(config.sweep_interval_ms);
     startup::run_gateway(state, listener, interval, stop).await
 }

@@ -12,8 +12,6 @@ use crate::admission::{self, AdmissionKeys};
 use crate::config::GatewayConfig;
 use crate::event::{EventConfig, EventId, EventState};
 use crate::http::{self, AppState, Options};
-use crate::store::memory::MemoryStore;
-use crate::store::redis::RedisStore;
 use crate::store::Store;
 use crate::sweeper;
 use crate::tickets::TicketKeys;
@@ -21,24 +19,9 @@ use crate::tickets::TicketKeys;
 /// How long open requests may finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Connects the configured store: Redis when a URL is given, else the in-process store.
-pub async fn connect_store(config: &GatewayConfig) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match &config.redis_url {
-        Some(url) => Arc::new(
-            RedisStore::connect(url)
-                .await
-                .with_context(|| format!("connecting to Redis at {url}"))?,
-        ),
-        None => {
-            tracing::info!("VESTIBULE_REDIS_URL unset: using the embedded in-process store");
-            Arc::new(MemoryStore::default())
-        }
-    })
-}
-
 /// Builds an instance's state from its configuration.
 pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
-    let store = connect_store(config).await?;
+    let (store, reservations) = crate::sales::connect_stores(config.redis_url.as_deref()).await?;
     let tickets = TicketKeys::load_or_create(&config.keys_dir)
         .with_context(|| format!("loading keys from {}", config.keys_dir.display()))?;
     let admissions = AdmissionKeys::load_or_create(&config.keys_dir)
@@ -53,7 +36,13 @@ pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
         enter_rate: config.enter_rate,
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    Ok(AppState::new(store, tickets, admissions, options))
+    let state = AppState::new(store, tickets, admissions, options);
+    state.enable_sales(crate::sales::Sales {
+        reservations,
+        database: crate::sales::connect_database(&config.sales.database.database_url).await?,
+        worker_metrics: Arc::default(),
+    });
+    Ok(state)
 }
 
 /// Runs a gateway (API, sweeper) on `listener` until `stop` is cancelled.
@@ -121,4 +110,29 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutdown signal received, draining");
+}
+
+/// Gives a new `demo` event a small inventory, so a reservation can be tried at once.
+pub async fn ensure_demo_inventory(state: &AppState, event: &EventId) -> anyhow::Result<()> {
+    if let Some(sales) = state.sales.get() {
+        sales
+            .database
+            .set_inventory(event, &[("ticket".to_owned(), 100)])
+            .await?;
+    }
+    Ok(())
+}
+
+/// Starts the in-process worker(s) of `vestibule run`, counting into the gateway's `/metrics`.
+pub fn spawn_worker(state: &AppState, config: &GatewayConfig, stop: CancellationToken) {
+    if let Some(sales) = state.sales.get() {
+        crate::worker::spawn(
+            sales.reservations.clone(),
+            state.store.clone(),
+            sales.database.clone(),
+            config.sales.worker.clone(),
+            sales.worker_metrics.clone(),
+            stop,
+        );
+    }
 }

@@ -98,6 +98,15 @@ pub enum ApiError {
     /// 500: a bug. The cause was logged.
     #[error("internal error")]
     Internal,
+    /// 409: the `Idempotency-Key` was used before with another body.
+    #[error("this Idempotency-Key was already used with a different body")]
+    IdempotencyConflict,
+    /// 429: the person has too many pending reservations.
+    #[error("too many pending reservations; wait for one to complete")]
+    TooManyReservations,
+    /// 404: no such reservation (for this person).
+    #[error("no reservation with this id")]
+    ReservationNotFound,
 }
 
 impl ApiError {
@@ -125,6 +134,9 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Internal => "internal",
+            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::TooManyReservations => "too_many_reservations",
+            Self::ReservationNotFound => "reservation_not_found",
         }
     }
 
@@ -147,6 +159,9 @@ impl ApiError {
             Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::IdempotencyConflict => StatusCode::CONFLICT,
+            Self::TooManyReservations => StatusCode::TOO_MANY_REQUESTS,
+            Self::ReservationNotFound => StatusCode::NOT_FOUND,
         }
     }
 
@@ -158,6 +173,7 @@ impl ApiError {
             Self::QueueFull | Self::Unavailable | Self::EventNotOpen(_) => {
                 Some(UNAVAILABLE_RETRY_SECS)
             }
+            Self::TooManyReservations => Some(1),
             _ => None,
         }
     }

@@ -5,10 +5,12 @@ mod admin;
 mod entry;
 pub mod error;
 mod extract;
+mod inventory;
 mod openapi;
 mod ops;
 mod page;
 mod queue;
+mod reservations;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,6 +65,9 @@ pub struct AppInner {
     pub enter_limiter: Option<DefaultDirectRateLimiter>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Reservations and inventory, set once at start ([`AppState::enable_sales`]); unset,
+    /// their routes answer 503.
+    pub sales: std::sync::OnceLock<crate::sales::Sales>,
 }
 
 /// Tunables of an instance (not of an event).
@@ -111,6 +116,7 @@ impl AppState {
             join_limiter,
             enter_limiter,
             trusted_proxies: options.trusted_proxies,
+            sales: std::sync::OnceLock::new(),
         }))
     }
 }
@@ -130,6 +136,12 @@ pub fn app(state: AppState) -> Router {
             get(admin::get_event).put(admin::put_event),
         )
         .route("/admin/v1/events/{event_id}/audit", get(admin::audit))
+        .route("/v1/reservations", post(reservations::reserve))
+        .route("/v1/reservations/{reservation_id}", get(reservations::get))
+        .route(
+            "/admin/v1/events/{event_id}/inventory",
+            get(inventory::get_inventory).put(inventory::put_inventory),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

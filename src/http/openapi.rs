@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, entry, error, ops, page, queue};
+use super::{admin, entry, error, inventory, ops, page, queue, reservations};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,10 @@ use super::{admin, entry, error, ops, page, queue};
         page::wait_page,
         page::page_info,
         page::admin_page,
+        reservations::reserve,
+        reservations::get,
+        inventory::put_inventory,
+        inventory::get_inventory,
     ),
     components(schemas(
         error::ErrorBody,

@@ -29,12 +29,13 @@ pub async fn readyz(State(app): State<AppState>) -> Result<impl IntoResponse, Ap
 
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format (with the in-process worker's, if any).
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
+    let mut text = app.metrics.render();
+    if let Some(sales) = app.sales.get() {
+        text.push_str(&sales.worker_metrics.render());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "ops",

@@ -21,6 +21,8 @@ const OUTFLOW_WINDOW_MS: u64 = 60_000;
 #[derive(Default)]
 pub struct MemoryStore {
     events: Mutex<HashMap<EventId, Event>>,
+    /// Reservations and the work queue (`memory_reservations.rs`).
+    pub(super) reservations: super::memory_reservations::Book,
 }
 
 struct Event {

@@ -3,7 +3,10 @@
 //! [`memory::MemoryStore`], the embedded default for a single instance.
 
 pub mod memory;
+mod memory_reservations;
 pub mod redis;
+mod redis_reservations;
+pub mod reservations;
 
 use async_trait::async_trait;
 use serde::Serialize;

@@ -100,7 +100,7 @@ impl CallMetrics {
 
 /// The Redis (or Redis Cluster) store.
 pub struct RedisStore {
-    client: Client,
+    pub(super) client: Client,
     scripts: Scripts,
     metrics: CallMetrics,
 }

@@ -15,20 +15,6 @@ use vestibule::store::Store;
 
 use crate::helpers::RedisServer;
 
-/// Worker metrics the dashboards and alerts use before `vestibule worker` registers them.
-/// Remove each name once the worker registers it (and register the worker's collectors in
-/// `exposed_names`): the test fails while a name here is registered, defined in `src/`, or
-/// no longer used, so this list cannot go stale.
-const PENDING_WORKER_METRICS: &[&str] = &[
-    "vestibule_worker_processed_total",
-    "vestibule_worker_confirmed_total",
-    "vestibule_worker_rejected_total",
-    "vestibule_worker_retried_total",
-    "vestibule_worker_dead_lettered_total",
-    "vestibule_worker_stream_lag",
-    "vestibule_worker_pending",
-];
-
 /// Series Prometheus records itself for every scrape target.
 const PROMETHEUS_METRICS: &[&str] = &["up"];
 
@@ -477,8 +463,12 @@ async fn exposed_names() -> BTreeSet<String> {
         .await
         .expect("connect to the test Redis");
     let metrics = Metrics::new(store.collectors());
-    // When the worker lands, register its collectors here too (`metrics.register`).
-    let names: BTreeSet<String> = metrics.names().into_iter().collect();
+    let worker = vestibule::worker::metrics::WorkerMetrics::new();
+    let names: BTreeSet<String> = metrics
+        .names()
+        .into_iter()
+        .chain(worker.names().iter().cloned())
+        .collect();
     assert!(
         names.contains("vestibule_store_call_duration_seconds"),
         "the Redis store's metrics are registered: {names:?}"
@@ -498,29 +488,10 @@ fn is_exposed(name: &str, exposed: &BTreeSet<String>) -> bool {
             .any(|base| exposed.contains(base))
 }
 
-/// Every `.rs` file under `src/`, read.
-fn sources() -> Vec<(PathBuf, String)> {
-    fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
-        for entry in std::fs::read_dir(dir).expect("src/") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path).expect("source");
-                out.push((path, text));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&repo().join("src"), &mut out);
-    out
-}
-
 #[tokio::test]
 async fn every_metric_a_dashboard_or_an_alert_reads_is_registered() {
     let exposed = exposed_names().await;
     let mut missing = Vec::new();
-    let mut pending_used = BTreeSet::new();
     for query in queries() {
         let names = if query.variable {
             variable_metric_names(&query.expr)
@@ -530,12 +501,8 @@ async fn every_metric_a_dashboard_or_an_alert_reads_is_registered() {
         .unwrap_or_else(|e| panic!("{}: {e}\n{}", query.origin, query.expr));
         assert!(!names.is_empty(), "{}: reads no metric", query.origin);
         for name in names {
-            let pending = PENDING_WORKER_METRICS.contains(&name.as_str());
-            if !pending && !is_exposed(&name, &exposed) {
+            if !is_exposed(&name, &exposed) {
                 missing.push(format!("{}: {name}", query.origin));
-            }
-            if pending {
-                pending_used.insert(name);
             }
         }
     }
@@ -544,28 +511,6 @@ async fn every_metric_a_dashboard_or_an_alert_reads_is_registered() {
         "not registered:\n{}",
         missing.join("\n")
     );
-
-    let sources = sources();
-    for name in PENDING_WORKER_METRICS {
-        assert!(
-            !exposed.contains(*name),
-            "{name} is registered now: remove it from PENDING_WORKER_METRICS"
-        );
-        // Until the worker's collectors are registered in `exposed_names`, this is what
-        // notices that the worker defines the metric.
-        let quoted = format!("\"{name}\"");
-        if let Some((path, _)) = sources.iter().find(|(_, text)| text.contains(&quoted)) {
-            panic!(
-                "{} defines {name}: register the worker's collectors in exposed_names() \
-                 and remove it from PENDING_WORKER_METRICS",
-                path.display()
-            );
-        }
-        assert!(
-            pending_used.contains(*name),
-            "{name} is used by no query: remove it from PENDING_WORKER_METRICS"
-        );
-    }
 }
 
 // === Grafana ===

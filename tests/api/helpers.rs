@@ -325,6 +325,33 @@ impl TestApp {
         }
     }
 
+    /// A gateway over a state built by the caller (e.g. with reservations enabled).
+    pub async fn spawn_state(
+        state: AppState,
+        keys_dir: PathBuf,
+        redis: Option<RedisServer>,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        tokio::spawn(vestibule::startup::run_gateway(
+            state,
+            listener,
+            SWEEP_INTERVAL,
+            stop.clone(),
+        ));
+        Self {
+            addr,
+            http: reqwest::Client::new(),
+            keys_dir,
+            stop,
+            redis,
+            cluster: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

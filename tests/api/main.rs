@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+mod sales;
 
 mod admin_cli;
 mod admission;
@@ -19,5 +20,8 @@ mod leaks;
 mod openapi;
 mod operators;
 mod page;
+mod reservations;
 mod scale_out;
 mod tickets;
+mod worker;
+mod worker_bench;

@@ -1,0 +1,267 @@
+//! Reservations (DESIGN semantics 9): an admitted person orders with `POST /v1/reservations`
+//! and reads the result with `GET /v1/reservations/{id}`; a worker applies it meanwhile.
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::extract::{bearer, ApiJson};
+use super::AppState;
+use crate::admission::AdmissionClaims;
+use crate::event::EventId;
+use crate::sales::Sales;
+use crate::store::reservations::{
+    encode_items, valid_sku, Item, NewReservation, Reservation, ReserveOutcome, MAX_ITEMS,
+    MAX_QUANTITY,
+};
+
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+// === impl AppState ===
+
+impl AppState {
+    /// Turns reservations and inventory on; answers false if they already were.
+    pub fn enable_sales(&self, sales: Sales) -> bool {
+        self.sales.set(sales).is_ok()
+    }
+
+    /// Reservations and inventory, or 503 when this instance was built without them.
+    pub(super) fn sales_or_unavailable(&self) -> Result<&Sales, ApiError> {
+        self.sales.get().ok_or_else(|| {
+            tracing::error!("reservations are not enabled on this instance");
+            ApiError::Unavailable
+        })
+    }
+}
+
+// === extractors ===
+
+/// A verified admission token: who is ordering, for which event. Missing, forged, expired,
+/// or a queue ticket instead: 401 `invalid_token`.
+pub struct Admitted {
+    event: EventId,
+    claims: AdmissionClaims,
+}
+
+impl FromRequestParts<AppState> for Admitted {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers)
+            .ok_or_else(|| ApiError::InvalidToken("an admission token is required".into()))?;
+        let (event, claims) = app
+            .admissions
+            .verify(&token)
+            .map_err(|e| ApiError::InvalidToken(e.to_string()))?;
+        Ok(Self { event, claims })
+    }
+}
+
+/// The `Idempotency-Key` header: required, 1–128 visible ASCII characters (400 otherwise).
+pub struct IdempotencyKey(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let value = parts.headers.get("idempotency-key").ok_or_else(|| {
+            ApiError::InvalidRequest("the Idempotency-Key header is required".into())
+        })?;
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| {
+                (1..=MAX_IDEMPOTENCY_KEY).contains(&k.len())
+                    && k.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .ok_or_else(|| {
+                ApiError::InvalidRequest(format!(
+                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+                ))
+            })?;
+        Ok(Self(key.to_owned()))
+    }
+}
+
+// === bodies ===
+
+/// One line of an order, as sent.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemBody {
+    sku: String,
+    quantity: u32,
+}
+
+/// Body of `POST /v1/reservations`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveBody {
+    items: Vec<ItemBody>,
+}
+
+/// Checks an order against the per-reservation limits ([`MAX_ITEMS`], [`MAX_QUANTITY`]);
+/// 422 naming the field.
+fn validate(body: ReserveBody) -> Result<Vec<Item>, ApiError> {
+    if body.items.is_empty() {
+        return Err(ApiError::invalid_field("items", "order at least one item"));
+    }
+    if body.items.len() > MAX_ITEMS {
+        return Err(ApiError::invalid_field(
+            "items",
+            format!("at most {MAX_ITEMS} items per reservation"),
+        ));
+    }
+    let mut items: Vec<Item> = Vec::with_capacity(body.items.len());
+    for (i, item) in body.items.into_iter().enumerate() {
+        if !valid_sku(&item.sku) {
+            return Err(ApiError::invalid_field(
+                format!("items[{i}].sku"),
+                "a sku is 1 to 64 of letters, digits, '_', '.' and '-'",
+            ));
+        }
+        if items.iter().any(|seen| seen.sku == item.sku) {
+            return Err(ApiError::invalid_field(
+                format!("items[{i}].sku"),
+                "each sku may appear once",
+            ));
+        }
+        if item.quantity == 0 || item.quantity > MAX_QUANTITY {
+            return Err(ApiError::invalid_field(
+                format!("items[{i}].quantity"),
+                format!("must be between 1 and {MAX_QUANTITY}"),
+            ));
+        }
+        items.push(Item {
+            sku: item.sku,
+            quantity: item.quantity,
+        });
+    }
+    let total: u32 = items.iter().map(|i| i.quantity).sum();
+    if total > MAX_QUANTITY {
+        return Err(ApiError::invalid_field(
+            "items",
+            format!("at most {MAX_QUANTITY} units per reservation"),
+        ));
+    }
+    Ok(items)
+}
+
+/// The idempotency fingerprint of an order: a hash of its normalised items, so the same
+/// order sent with other whitespace is still the same body.
+fn body_hash(items: &[Item]) -> String {
+    let digest = Sha256::digest(encode_items(items).as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn view(event: &EventId, reservation: &Reservation) -> Value {
+    let mut body = json!({
+        "reservation_id": reservation.id,
+        "event_id": event,
+        "state": reservation.state,
+        "items": reservation.items,
+    });
+    if let Some(reason) = &reservation.reason {
+        body["reason"] = json!(reason);
+    }
+    body
+}
+
+// === handlers ===
+
+#[utoipa::path(post, path = "/v1/reservations", tag = "reservations",
+    params(("Idempotency-Key" = String, Header, description = "Required: the same key and body give the same reservation")),
+    request_body = ReserveBody,
+    responses(
+        (status = 202, description = "`{reservation_id, state: \"pending\"}` (the same reservation for a repeated key and body)", body = Object),
+        (status = 400, description = "`invalid_request`: malformed body or missing Idempotency-Key", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`invalid_token`: no valid admission token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`event_not_found`", body = crate::http::error::ErrorBody),
+        (status = 409, description = "`idempotency_conflict`: the key was used with another body", body = crate::http::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_field`, naming the field (quantities, limits)", body = crate::http::error::ErrorBody),
+        (status = 429, description = "`too_many_reservations` open for this person, with Retry-After", body = crate::http::error::ErrorBody),
+        (status = 503, description = "`unavailable`", body = crate::http::error::ErrorBody),
+    ))]
+/// `POST /v1/reservations`: records the order as `pending` and answers 202 with its id; a
+/// worker applies it. The same `Idempotency-Key` with the same body answers the same
+/// reservation (202, its current state); with another body, 409 `idempotency_conflict`.
+/// Too many pending reservations: 429 `too_many_reservations`.
+pub async fn reserve(
+    State(app): State<AppState>,
+    Admitted { event, claims }: Admitted,
+    IdempotencyKey(idempotency_key): IdempotencyKey,
+    ApiJson(body): ApiJson<ReserveBody>,
+) -> Result<Response, ApiError> {
+    let items = validate(body)?;
+    let sales = app.sales_or_unavailable()?;
+    let new = NewReservation {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        person: claims.sub.clone(),
+        idempotency_key,
+        body_hash: body_hash(&items),
+        items,
+    };
+    let (id, fresh) = match sales.reservations.reserve(&event, &new).await? {
+        ReserveOutcome::Accepted { id, new } => (id, new),
+        ReserveOutcome::Conflict => return Err(ApiError::IdempotencyConflict),
+        ReserveOutcome::TooManyOpen => return Err(ApiError::TooManyReservations),
+        ReserveOutcome::NoEvent => return Err(ApiError::EventNotFound),
+    };
+    let body = if fresh {
+        tracing::info!(%event, reservation = %id, "reservation recorded");
+        json!({ "reservation_id": id, "event_id": event, "state": "pending" })
+    } else {
+        match sales.reservations.reservation(&event, &id).await? {
+            Some(reservation) => view(&event, &reservation),
+            None => json!({ "reservation_id": id, "event_id": event, "state": "pending" }),
+        }
+    };
+    let location = format!("/v1/reservations/{id}");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+#[utoipa::path(get, path = "/v1/reservations/{reservation_id}", tag = "reservations",
+    params(("reservation_id" = String, Path, description = "The reservation")),
+    responses(
+        (status = 200, description = "`{reservation_id, state: pending|confirmed|rejected, reason?, items}`", body = Object),
+        (status = 401, description = "`invalid_token`", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`reservation_not_found` (also for someone else's)", body = crate::http::error::ErrorBody),
+        (status = 503, description = "`unavailable`", body = crate::http::error::ErrorBody),
+    ))]
+/// `GET /v1/reservations/{id}`: `{reservation_id, state, reason?, items}`. Only the person
+/// who made it may read it; anyone else gets 404, as for an unknown id.
+pub async fn get(
+    State(app): State<AppState>,
+    Admitted { event, claims }: Admitted,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let well_formed = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    if !well_formed {
+        return Err(ApiError::ReservationNotFound);
+    }
+    let sales = app.sales_or_unavailable()?;
+    let reservation = sales
+        .reservations
+        .reservation(&event, &id)
+        .await?
+        .filter(|r| r.person == claims.sub)
+        .ok_or(ApiError::ReservationNotFound)?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(view(&event, &reservation)),
+    )
+        .into_response())
+}

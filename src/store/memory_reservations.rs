@@ -1,0 +1,384 @@
+//! [`Reservations`] for the in-process store: the same answers as the Redis scripts, with an
+//! in-memory work queue that has consumer-group semantics (pending entries per consumer,
+//! delivery counts, acknowledgement, backoff retries, reclaim of idle entries, dead letters).
+//! One mutex; nothing awaits while holding it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use super::memory::MemoryStore;
+use super::reservations::{
+    encode_items, Backlog, ClaimPolicy, DeadLetter, Delivery, NewReservation, Queued, Reservation,
+    ReservationState, Reservations, ReserveOutcome, Settlement, MAX_OPEN, RETENTION_SECS,
+};
+use super::{Store, StoreError};
+use crate::event::EventId;
+
+/// Dead letters kept per event, as in the Redis store.
+const DEAD_LETTERS_KEPT: usize = 10_000;
+
+/// How often expired records are dropped (ms); lookups check expiry themselves.
+const PURGE_EVERY_MS: u64 = 1000;
+
+/// The reservations of every event. Lives inside [`MemoryStore`].
+#[derive(Default)]
+pub struct Book {
+    events: Mutex<HashMap<EventId, EventBook>>,
+}
+
+#[derive(Default)]
+struct EventBook {
+    /// Work entries by id (ids grow); acknowledged entries are removed, as `XDEL` does.
+    work: BTreeMap<u64, Queued>,
+    next_id: u64,
+    /// The group's last delivered id: entries above it are new.
+    last_delivered: u64,
+    /// Delivered and not acknowledged: the group's pending entries list.
+    pending: BTreeMap<u64, Pending>,
+    /// When the work stream expires (ms), refreshed by every reserve.
+    work_expires_ms: u64,
+    dead: VecDeque<DeadLetter>,
+    /// Each person's pending reservations, oldest first, and when the stream expires.
+    people: HashMap<String, (VecDeque<Queued>, u64)>,
+    reservations: HashMap<String, (Reservation, u64)>,
+    /// (person, key) -> (reservation id, body hash, expiry ms).
+    idempotency: HashMap<(String, String), (String, String, u64)>,
+    last_purge_ms: u64,
+}
+
+struct Pending {
+    consumer: String,
+    delivered_ms: u64,
+    deliveries: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn parse_id(id: &str) -> Option<u64> {
+    id.parse().ok()
+}
+
+// === impl EventBook ===
+
+impl EventBook {
+    /// Drops what would have expired in Redis.
+    fn purge(&mut self, now: u64) {
+        if now < self.last_purge_ms + PURGE_EVERY_MS {
+            return;
+        }
+        self.last_purge_ms = now;
+        if self.work_expires_ms != 0 && self.work_expires_ms <= now {
+            self.work.clear();
+            self.pending.clear();
+            self.last_delivered = 0;
+            self.work_expires_ms = 0;
+        }
+        self.people.retain(|_, (_, exp)| *exp > now);
+        self.reservations.retain(|_, (_, exp)| *exp > now);
+        self.idempotency.retain(|_, (_, _, exp)| *exp > now);
+    }
+
+    fn remove_from_person(&mut self, person: &str, id: &str) {
+        if let Some((stream, _)) = self.people.get_mut(person) {
+            stream.retain(|q| q.id != id);
+        }
+    }
+
+    fn ack(&mut self, work_id: &str) {
+        if let Some(id) = parse_id(work_id) {
+            self.pending.remove(&id);
+            self.work.remove(&id);
+        }
+    }
+
+    fn deliver(&mut self, id: u64, deliveries: u64) -> Option<Delivery> {
+        let Some(entry) = self.work.get(&id) else {
+            // Deleted meanwhile: dropped from the pending list, as XCLAIM does.
+            self.pending.remove(&id);
+            return None;
+        };
+        Some(Delivery {
+            work_id: id.to_string(),
+            deliveries,
+            raw: vec![
+                ("rid".into(), entry.id.clone()),
+                ("person".into(), entry.person.clone()),
+                ("items".into(), encode_items(&entry.items)),
+                ("at".into(), entry.created_ms.to_string()),
+            ],
+            entry: Some(entry.clone()),
+        })
+    }
+}
+
+impl MemoryStore {
+    fn with_book<T>(&self, event: &EventId, f: impl FnOnce(&mut EventBook, u64) -> T) -> T {
+        let now = now_ms();
+        let mut events = self
+            .reservations
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let book = events.entry(event.clone()).or_default();
+        book.purge(now);
+        f(book, now)
+    }
+}
+
+#[async_trait]
+impl Reservations for MemoryStore {
+    async fn reserve(
+        &self,
+        event: &EventId,
+        new: &NewReservation,
+    ) -> Result<ReserveOutcome, StoreError> {
+        if self.get_event(event).await?.is_none() {
+            return Ok(ReserveOutcome::NoEvent);
+        }
+        let retention_ms = RETENTION_SECS * 1000;
+        Ok(self.with_book(event, |book, now| {
+            let key = (new.person.clone(), new.idempotency_key.clone());
+            if let Some((id, hash, exp)) = book.idempotency.get(&key) {
+                if *exp > now {
+                    if *hash != new.body_hash {
+                        return ReserveOutcome::Conflict;
+                    }
+                    return ReserveOutcome::Accepted {
+                        id: id.clone(),
+                        new: false,
+                    };
+                }
+            }
+            let open = book
+                .people
+                .get(&new.person)
+                .filter(|(_, exp)| *exp > now)
+                .map_or(0, |(stream, _)| stream.len());
+            if open >= MAX_OPEN as usize {
+                return ReserveOutcome::TooManyOpen;
+            }
+            book.next_id += 1;
+            let queued = Queued {
+                id: new.id.clone(),
+                person: new.person.clone(),
+                items: new.items.clone(),
+                work_id: book.next_id.to_string(),
+                created_ms: now,
+            };
+            book.work.insert(book.next_id, queued.clone());
+            book.work_expires_ms = now + retention_ms;
+            let (stream, exp) = book
+                .people
+                .entry(new.person.clone())
+                .or_insert_with(|| (VecDeque::new(), 0));
+            if *exp <= now {
+                stream.clear();
+            }
+            stream.push_back(queued);
+            *exp = now + retention_ms;
+            let reservation = Reservation {
+                id: new.id.clone(),
+                person: new.person.clone(),
+                state: ReservationState::Pending,
+                reason: None,
+                items: new.items.clone(),
+            };
+            book.reservations
+                .insert(new.id.clone(), (reservation, now + retention_ms));
+            book.idempotency.insert(
+                key,
+                (new.id.clone(), new.body_hash.clone(), now + retention_ms),
+            );
+            ReserveOutcome::Accepted {
+                id: new.id.clone(),
+                new: true,
+            }
+        }))
+    }
+
+    async fn reservation(
+        &self,
+        event: &EventId,
+        id: &str,
+    ) -> Result<Option<Reservation>, StoreError> {
+        Ok(self.with_book(event, |book, now| {
+            book.reservations
+                .get(id)
+                .filter(|(_, exp)| *exp > now)
+                .map(|(r, _)| r.clone())
+        }))
+    }
+
+    async fn next_batch(
+        &self,
+        event: &EventId,
+        consumer: &str,
+        count: usize,
+        policy: ClaimPolicy,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        Ok(self.with_book(event, |book, now| {
+            let base = policy.retry_base_ms.max(1);
+            let mut due = Vec::new();
+            // 1. This consumer's failed entries, after their backoff.
+            for (id, p) in &book.pending {
+                let backoff = base
+                    .saturating_mul(1 << p.deliveries.saturating_sub(1).min(32))
+                    .min(policy.retry_max_ms);
+                let idle = now.saturating_sub(p.delivered_ms);
+                if p.consumer == consumer && idle >= base && idle >= backoff {
+                    due.push(*id);
+                }
+                if due.len() >= count {
+                    break;
+                }
+            }
+            // 2. Entries idle on any consumer (a dead worker's).
+            for (id, p) in &book.pending {
+                if due.len() >= count {
+                    break;
+                }
+                if now.saturating_sub(p.delivered_ms) >= policy.claim_idle_ms && !due.contains(id) {
+                    due.push(*id);
+                }
+            }
+            let mut out = Vec::new();
+            for id in due {
+                let Some(p) = book.pending.get_mut(&id) else {
+                    continue;
+                };
+                p.consumer = consumer.to_owned();
+                p.delivered_ms = now;
+                p.deliveries += 1;
+                let deliveries = p.deliveries;
+                out.extend(book.deliver(id, deliveries));
+            }
+            // 3. New entries.
+            let fresh: Vec<u64> = book
+                .work
+                .range(book.last_delivered + 1..)
+                .map(|(id, _)| *id)
+                .take(count.saturating_sub(out.len()))
+                .collect();
+            for id in fresh {
+                book.last_delivered = id;
+                book.pending.insert(
+                    id,
+                    Pending {
+                        consumer: consumer.to_owned(),
+                        delivered_ms: now,
+                        deliveries: 1,
+                    },
+                );
+                out.extend(book.deliver(id, 1));
+            }
+            out
+        }))
+    }
+
+    async fn chains(
+        &self,
+        event: &EventId,
+        people: &[String],
+    ) -> Result<Vec<Vec<Queued>>, StoreError> {
+        Ok(self.with_book(event, |book, now| {
+            people
+                .iter()
+                .map(|person| {
+                    book.people
+                        .get(person)
+                        .filter(|(_, exp)| *exp > now)
+                        .map(|(stream, _)| stream.iter().cloned().collect())
+                        .unwrap_or_default()
+                })
+                .collect()
+        }))
+    }
+
+    async fn settle(
+        &self,
+        event: &EventId,
+        results: &[Settlement],
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(self.with_book(event, |book, now| {
+            let mut changed = Vec::new();
+            for r in results {
+                if let Some((reservation, exp)) = book.reservations.get_mut(&r.id) {
+                    if reservation.state == ReservationState::Pending {
+                        reservation.state = r.state;
+                        reservation.reason = r.reason.clone();
+                        *exp = now + RETENTION_SECS * 1000;
+                        changed.push(r.id.clone());
+                    }
+                }
+                book.remove_from_person(&r.person, &r.id);
+                book.ack(&r.work_id);
+            }
+            changed
+        }))
+    }
+
+    async fn ack(&self, event: &EventId, work_ids: &[String]) -> Result<(), StoreError> {
+        self.with_book(event, |book, _| {
+            for id in work_ids {
+                book.ack(id);
+            }
+        });
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        event: &EventId,
+        delivery: &Delivery,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.with_book(event, |book, _| {
+            book.dead.push_back(DeadLetter {
+                work_id: delivery.work_id.clone(),
+                reservation_id: delivery.entry.as_ref().map(|q| q.id.clone()),
+                error: error.to_owned(),
+                deliveries: delivery.deliveries,
+            });
+            while book.dead.len() > DEAD_LETTERS_KEPT {
+                book.dead.pop_front();
+            }
+            if let Some(q) = &delivery.entry {
+                if let Some((reservation, _)) = book.reservations.get_mut(&q.id) {
+                    if reservation.state == ReservationState::Pending {
+                        reservation.state = ReservationState::Rejected;
+                        reservation.reason = Some("failed".into());
+                    }
+                }
+                book.remove_from_person(&q.person, &q.id);
+            }
+            book.ack(&delivery.work_id);
+        });
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        event: &EventId,
+        count: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(self.with_book(event, |book, _| {
+            let skip = book.dead.len().saturating_sub(count);
+            book.dead.iter().skip(skip).cloned().collect()
+        }))
+    }
+
+    async fn backlog(&self, event: &EventId) -> Result<Backlog, StoreError> {
+        Ok(self.with_book(event, |book, _| Backlog {
+            lag: (book.work.len() - book.pending.len().min(book.work.len())) as u64,
+            pending: book.pending.len() as u64,
+            dead: book.dead.len() as u64,
+        }))
+    }
+}
