@@ -37,11 +37,6 @@ pub struct GatewayConfig {
     #[arg(long, env = "VESTIBULE_JOIN_RATE_PER_CLIENT", default_value_t = 10)]
     pub join_rate_per_client: u32,
 
-    /// Enter calls per second this instance passes to the store, smoothing bursts (the vip
-    /// tier bypasses it; nobody bypasses the door); 0 disables it.
-    #[arg(long, env = "VESTIBULE_ENTER_RATE", default_value_t = 200)]
-    pub enter_rate: u32,
-
     /// The database (inventory API) and the in-process worker of `vestibule run`.
     #[command(flatten)]
     pub sales: crate::worker::config::SalesArgs,

@@ -120,6 +120,10 @@ pub struct EventConfig {
     pub max_active: u64,
     /// Lifetime of an admission token, and of the live session it stands for.
     pub admission_ttl_secs: u32,
+    /// Enter calls per second each gateway instance passes to the store for this event (a burst
+    /// limiter in front of the store; the vip tier bypasses it, nobody bypasses the door).
+    /// 0: no limit.
+    pub enter_rate: u32,
     /// When a scheduled event opens by itself (unix seconds, store clock); `None`: by hand.
     pub opens_at: Option<u64>,
     /// The waiting-room page's heading; `None`: a default in the page's language.
@@ -150,6 +154,7 @@ impl Default for EventConfig {
             admission_rate: 1.0,
             max_active: 100,
             admission_ttl_secs: 600,
+            enter_rate: 200,
             opens_at: None,
             title: None,
             message: None,
@@ -177,6 +182,7 @@ pub struct EventUpdate {
     pub admission_rate: Option<f64>,
     pub max_active: Option<u64>,
     pub admission_ttl_secs: Option<u32>,
+    pub enter_rate: Option<u32>,
     /// Unix seconds; 0 clears it.
     pub opens_at: Option<u64>,
     /// Page texts and target: `""` clears the field.
@@ -249,6 +255,7 @@ impl EventConfig {
         next.admission_rate = u.admission_rate.unwrap_or(next.admission_rate);
         next.max_active = u.max_active.unwrap_or(next.max_active);
         next.admission_ttl_secs = u.admission_ttl_secs.unwrap_or(next.admission_ttl_secs);
+        next.enter_rate = u.enter_rate.unwrap_or(next.enter_rate);
         if let Some(at) = u.opens_at {
             next.opens_at = (at > 0).then_some(at);
         }
@@ -291,6 +298,12 @@ impl EventConfig {
         }
         if !(2..=86_400).contains(&self.admission_ttl_secs) {
             return invalid("admission_ttl_secs", "must be between 2 and 86400");
+        }
+        if self.enter_rate > 1_000_000 {
+            return invalid(
+                "enter_rate",
+                "must be between 0 (no limit) and 1000000 per second",
+            );
         }
         // A person polling at the slow rate must stay well inside the heartbeat TTL.
         if u64::from(self.heartbeat_ttl_secs) * 1000 < 2 * u64::from(self.slow_poll_ms) {
@@ -375,6 +388,7 @@ impl EventConfig {
             ("admission_rate", self.admission_rate.to_string()),
             ("max_active", self.max_active.to_string()),
             ("admission_ttl_secs", self.admission_ttl_secs.to_string()),
+            ("enter_rate", self.enter_rate.to_string()),
             ("opens_at", self.opens_at.unwrap_or(0).to_string()),
             // Stored as "" when unset, so a cleared field overwrites the old value in a hash.
             ("title", self.title.clone().unwrap_or_default()),
@@ -415,6 +429,7 @@ impl EventConfig {
             admission_rate: num(fields, "admission_rate", d.admission_rate),
             max_active: num(fields, "max_active", d.max_active),
             admission_ttl_secs: num(fields, "admission_ttl_secs", d.admission_ttl_secs),
+            enter_rate: num(fields, "enter_rate", d.enter_rate),
             opens_at: Some(num(fields, "opens_at", 0)).filter(|&at| at > 0),
             title: text(fields, "title"),
             message: text(fields, "message"),

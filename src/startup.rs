@@ -33,7 +33,6 @@ pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
     let options = Options {
         admin_token,
         join_rate_per_client: config.join_rate_per_client,
-        enter_rate: config.enter_rate,
         trusted_proxies: config.trusted_proxies.clone(),
     };
     let state = AppState::new(store, tickets, admissions, options);

@@ -33,22 +33,19 @@ pub struct EnterResponse {
         (status = 401, description = "`invalid_ticket`", body = ErrorBody),
         (status = 410, description = "`evicted`, `left` or `admission_expired`", body = ErrorBody),
         (status = 425, description = "`not_ready`: not inside the door's window yet, with Retry-After", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: this instance's burst limiter (the vip tier is exempt)", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the event's `enter_rate` on this instance is used up (the vip tier is exempt)", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
     ))]
 /// `POST /v1/queue/enter`: inside the door's window, moves the person from waiting to active
 /// and answers the admission token; entering again answers the same admission. Not yet inside:
-/// 425 `not_ready` with `Retry-After`. When this instance's burst limiter is exhausted only the
-/// vip tier gets through (429 for the others): the bypass skips the limiter, never the door.
+/// 425 `not_ready` with `Retry-After`. When the event's burst limiter on this instance
+/// (`enter_rate`) is exhausted only the vip tier gets through (429 for the others): the bypass skips the limiter, never the door.
 pub async fn enter(
     State(app): State<AppState>,
     BearerOrQuery(token): BearerOrQuery,
 ) -> Result<Response, ApiError> {
     let (event, claims) = verify(&app, &token)?;
-    let vip_only = app
-        .enter_limiter
-        .as_ref()
-        .is_some_and(|limiter| limiter.check().is_err());
+    let vip_only = !app.enter_limits.admit(app.store.as_ref(), &event).await?;
     let admission_id = uuid::Uuid::new_v4().simple().to_string();
     let outcome = app
         .store

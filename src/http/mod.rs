@@ -2,6 +2,7 @@
 //! middleware every route shares (metrics by matched path, a time budget, JSON errors).
 
 mod admin;
+mod enter_limits;
 mod entry;
 pub mod error;
 mod extract;
@@ -24,7 +25,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
@@ -61,8 +62,9 @@ pub struct AppInner {
     pub metrics: Metrics,
     /// Per-client limit on joins; `None` when disabled.
     pub join_limiter: Option<DefaultKeyedRateLimiter<std::net::IpAddr>>,
-    /// This instance's burst limiter on enter; the vip tier bypasses it (never the door).
-    pub enter_limiter: Option<DefaultDirectRateLimiter>,
+    /// This instance's burst limiters on enter, per event; the vip tier bypasses them (never
+    /// the door).
+    pub enter_limits: enter_limits::EnterLimits,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Reservations and inventory, set once at start ([`AppState::enable_sales`]); unset,
@@ -77,8 +79,6 @@ pub struct Options {
     pub admin_token: Option<SecretString>,
     /// Joins per second per client address (burst twice that); 0 disables the limit.
     pub join_rate_per_client: u32,
-    /// Enter calls per second this instance passes to the store (burst the same); 0 disables.
-    pub enter_rate: u32,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -104,8 +104,6 @@ impl AppState {
             let burst = rate.saturating_mul(NonZeroU32::MIN.saturating_add(1));
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
-        let enter_limiter = NonZeroU32::new(options.enter_rate)
-            .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
         let metrics = Metrics::new(store.collectors());
         Self(Arc::new(AppInner {
             store,
@@ -114,7 +112,7 @@ impl AppState {
             admin_token: options.admin_token,
             metrics,
             join_limiter,
-            enter_limiter,
+            enter_limits: enter_limits::EnterLimits::default(),
             trusted_proxies: options.trusted_proxies,
             sales: std::sync::OnceLock::new(),
         }))

@@ -1,14 +1,12 @@
 //! The door: admission rate from the store's clock, max active, FIFO entry, the vip bypass.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
-use vestibule::http::Options;
 
-use crate::helpers::{temp_dir, Backend, Joined, TestApp};
+use crate::helpers::{Backend, Joined, TestApp};
 
 /// Calls enter for everyone not yet admitted, in queue order, alternating instances; returns
 /// how many got a new admission.
@@ -267,18 +265,11 @@ async fn nobody_is_admitted_ahead_of_someone_waiting_in_front(backend: Backend) 
     assert!(checks >= 20, "only {checks} people ahead were checked");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_vip_bypass_never_raises_the_door_rate() {
-    let redis = crate::helpers::RedisServer::start();
-    let options = Options {
-        enter_rate: 1,
-        ..Options::default()
-    };
-    let store: Arc<dyn vestibule::store::Store> = crate::helpers::connect(&redis.url()).await;
-    let app = TestApp::spawn_with_options(store, temp_dir("keys"), Some(redis), options).await;
+async fn the_vip_bypass_never_raises_the_door_rate(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     app.put_event(
         "sale",
-        json!({"state": "open", "admission_rate": 0, "max_active": 1000}),
+        json!({"state": "open", "admission_rate": 0, "max_active": 1000, "enter_rate": 1}),
     )
     .await;
     let mut people = Vec::new();
@@ -291,8 +282,8 @@ async fn the_vip_bypass_never_raises_the_door_rate() {
     let mut admitted = 0;
     let mut limited = 0;
     while opened.elapsed() < Duration::from_secs(3) {
-        // The top 10 hammer enter; the limiter (1/s) is exhausted at once, so only the vip
-        // tier's bypass lets anyone through: still never faster than the door.
+        // The top 10 hammer enter; the event's limiter (1/s) is exhausted at once, so only the
+        // vip tier's bypass lets anyone through: still never faster than the door.
         for p in people.iter().take(12) {
             match app.enter(&p.ticket).await {
                 (StatusCode::OK, body) if body["admission_id"].is_string() => admitted += 1,
@@ -318,9 +309,46 @@ async fn the_vip_bypass_never_raises_the_door_rate() {
     assert!(admitted > 0);
 }
 
+async fn the_enter_rate_is_a_valve_in_force_on_every_instance(backend: Backend) {
+    let (a, b) = TestApp::spawn_pair(backend).await;
+    a.put_event(
+        "sale",
+        json!({"state": "open", "admission_rate": 1000, "max_active": 1000, "vip_size": 0,
+               "fast_upto": 0, "enter_rate": 1}),
+    )
+    .await;
+    let mut people = Vec::new();
+    for _ in 0..40 {
+        people.push(a.join_ok("sale").await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // One enter a second on B: of twenty at once, at most two get through.
+    let mut admitted = 0;
+    for p in &people[..20] {
+        match b.enter(&p.ticket).await {
+            (StatusCode::OK, _) => admitted += 1,
+            (StatusCode::TOO_MANY_REQUESTS, body) => {
+                assert_eq!(body["error"]["code"], "rate_limited")
+            }
+            (status, body) => panic!("unexpected {status}: {body}"),
+        }
+    }
+    assert!(admitted <= 2, "{admitted} of 20 got past a limit of 1/s");
+
+    // Lifted through A, the valve is in force on B within about a second.
+    a.put_event("sale", json!({"enter_rate": 0})).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for p in &people[20..] {
+        let (status, body) = b.enter(&p.ticket).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
 crate::both_stores!(
     the_door_admits_at_its_rate_with_two_instances_ticking_it,
     max_active_caps_live_admissions_until_one_is_redeemed_or_expires,
     ready_for_entry_marks_exactly_the_released_window,
     nobody_is_admitted_ahead_of_someone_waiting_in_front,
+    the_vip_bypass_never_raises_the_door_rate,
+    the_enter_rate_is_a_valve_in_force_on_every_instance,
 );

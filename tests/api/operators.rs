@@ -68,7 +68,7 @@ async fn a_scheduled_event_opens_by_itself_at_opens_at(backend: Backend) {
     assert!(opened, "the event did not open by itself");
     assert!(jsonwebtoken::get_current_timestamp() >= opens_at);
     // The sweeper records the opening, by the scheduler, in the stored state and the trail.
-    let recorded = eventually(Duration::from_secs(3), || async {
+    let recorded = eventually(Duration::from_secs(10), || async {
         audit(&app, "sale").await[0]["by"] == "scheduler"
     })
     .await;
