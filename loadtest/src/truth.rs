@@ -190,7 +190,7 @@ struct Observation {
 }
 
 /// What went wrong.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ViolationKind {
     /// Position below 1 + the people certainly ahead.
@@ -252,6 +252,8 @@ pub struct Tally {
     pub bounded_ok: u64,
     /// All violations, of every kind.
     pub violations: u64,
+    /// Violations by kind.
+    pub by_kind: std::collections::BTreeMap<ViolationKind, u64>,
     /// The first violations, in detail.
     pub first_violations: Vec<Violation>,
 }
@@ -571,6 +573,7 @@ impl Ledger {
 
     fn push(&mut self, violation: Violation) {
         self.tally.violations += 1;
+        *self.tally.by_kind.entry(violation.kind).or_default() += 1;
         if self.tally.first_violations.len() < KEEP_VIOLATIONS {
             self.tally.first_violations.push(violation);
         }
@@ -611,7 +614,7 @@ impl Ledger {
             .enumerate()
             .filter_map(|(i, m)| m.as_ref().map(|m| (m.seq, i)))
             .collect();
-        order.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        order.sort_unstable_by_key(|&(seq, _)| std::cmp::Reverse(seq));
         let mut earliest: Option<(Instant, usize)> = None;
         let mut found = Vec::new();
         for (_, i) in order {
