@@ -1,6 +1,7 @@
 //! The gateway's HTTP API as the crowd sees it: every call returns an [`Exchange`] (when it was
 //! sent and answered, the HTTP status and the error `code`) next to what it carried.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,11 +22,24 @@ pub enum Endpoint {
     Status,
     /// `POST /v1/queue/leave`
     Leave,
+    /// `POST /v1/queue/enter`
+    Enter,
+    /// `POST /v1/reservations`
+    Reserve,
+    /// `GET /v1/reservations/{id}`
+    Reservation,
 }
 
 impl Endpoint {
     /// Every endpoint, in report order.
-    pub const ALL: [Endpoint; 3] = [Endpoint::Join, Endpoint::Status, Endpoint::Leave];
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::Join,
+        Endpoint::Status,
+        Endpoint::Leave,
+        Endpoint::Enter,
+        Endpoint::Reserve,
+        Endpoint::Reservation,
+    ];
 
     /// The name used in tables and JSON.
     pub fn name(self) -> &'static str {
@@ -33,6 +47,9 @@ impl Endpoint {
             Endpoint::Join => "join",
             Endpoint::Status => "status",
             Endpoint::Leave => "leave",
+            Endpoint::Enter => "enter",
+            Endpoint::Reserve => "reserve",
+            Endpoint::Reservation => "resv_get",
         }
     }
 }
@@ -82,8 +99,32 @@ pub struct Standing {
     pub position: u64,
     /// The server's `poll_after_ms`.
     pub poll_after_ms: u64,
-    /// `ready_for_entry`: the door is open for this person (no door yet in the gateway).
+    /// `ready_for_entry`: the person is inside the door's window (or already admitted).
     pub ready_for_entry: bool,
+    /// `state: admitted`: the person has entered already (position 0 then means nothing).
+    pub admitted: bool,
+}
+
+/// What an enter answered.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    /// `200`: the admission token (the same one when entered before).
+    Admitted(Arc<str>),
+    /// `425 not_ready` or `429 rate_limited`: try again after this long (`Retry-After`).
+    NotYet(Duration),
+    /// Anything else: see the exchange.
+    Refused,
+}
+
+/// A reservation as the gateway shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shown {
+    /// The reservation id.
+    pub id: String,
+    /// `pending`, `confirmed` or `rejected`.
+    pub state: String,
+    /// Why it was rejected.
+    pub reason: Option<String>,
 }
 
 /// A client of one gateway and one event. Cheap to clone.
@@ -122,7 +163,7 @@ impl Api {
     /// `POST /v1/events/{event}/join` with an empty body.
     pub async fn join(&self) -> (Exchange, Option<Placed>) {
         let url = format!("{}/v1/events/{}/join", self.target, self.event);
-        let (exchange, body) = self.call(self.http.post(url)).await;
+        let (exchange, body, _) = self.call(self.http.post(url)).await;
         let placed = if exchange.ok() {
             body.as_ref().and_then(placed_from)
         } else {
@@ -134,13 +175,14 @@ impl Api {
     /// `GET /v1/queue/status` with the ticket as a bearer token.
     pub async fn status(&self, ticket: &str) -> (Exchange, Option<Standing>) {
         let url = format!("{}/v1/queue/status", self.target);
-        let (exchange, body) = self.call(self.http.get(url).bearer_auth(ticket)).await;
+        let (exchange, body, _) = self.call(self.http.get(url).bearer_auth(ticket)).await;
         let standing = if exchange.ok() {
             body.as_ref().and_then(|b| {
                 Some(Standing {
                     position: b["position"].as_u64()?,
                     poll_after_ms: b["poll_after_ms"].as_u64()?,
                     ready_for_entry: b["ready_for_entry"].as_bool().unwrap_or(false),
+                    admitted: b["state"].as_str() == Some("admitted"),
                 })
             })
         } else {
@@ -155,7 +197,63 @@ impl Api {
         self.call(self.http.post(url).bearer_auth(ticket)).await.0
     }
 
-    async fn call(&self, request: reqwest::RequestBuilder) -> (Exchange, Option<Value>) {
+    /// `POST /v1/queue/enter` with the ticket as a bearer token.
+    pub async fn enter(&self, ticket: &str) -> (Exchange, Entry) {
+        let url = format!("{}/v1/queue/enter", self.target);
+        let (exchange, body, retry_after) =
+            self.call(self.http.post(url).bearer_auth(ticket)).await;
+        let token = body
+            .as_ref()
+            .and_then(|b| b["admission_token"].as_str())
+            .map(Arc::from);
+        let entry = match (exchange.status, token) {
+            (200, Some(token)) => Entry::Admitted(token),
+            (425 | 429, _) => Entry::NotYet(retry_after.unwrap_or(Duration::from_secs(1))),
+            _ => Entry::Refused,
+        };
+        (exchange, entry)
+    }
+
+    /// `POST /v1/reservations` of one unit of `sku`, with the admission token and `key` as
+    /// the `Idempotency-Key`. Answers the reservation when `202`, and the `Retry-After`.
+    pub async fn reserve(
+        &self,
+        admission: &str,
+        key: &str,
+        sku: &str,
+    ) -> (Exchange, Option<Shown>, Option<Duration>) {
+        let url = format!("{}/v1/reservations", self.target);
+        let request = self
+            .http
+            .post(url)
+            .bearer_auth(admission)
+            .header("idempotency-key", key)
+            .json(&serde_json::json!({ "items": [{ "sku": sku, "quantity": 1 }] }));
+        let (exchange, body, retry_after) = self.call(request).await;
+        let shown = if exchange.status == 202 {
+            body.as_ref().and_then(shown_from)
+        } else {
+            None
+        };
+        (exchange, shown, retry_after)
+    }
+
+    /// `GET /v1/reservations/{id}` with the admission token.
+    pub async fn reservation(&self, admission: &str, id: &str) -> (Exchange, Option<Shown>) {
+        let url = format!("{}/v1/reservations/{id}", self.target);
+        let (exchange, body, _) = self.call(self.http.get(url).bearer_auth(admission)).await;
+        let shown = if exchange.status == 200 {
+            body.as_ref().and_then(shown_from)
+        } else {
+            None
+        };
+        (exchange, shown)
+    }
+
+    async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> (Exchange, Option<Value>, Option<Duration>) {
         // The semaphore is never closed, so acquiring cannot fail; if it did, sending
         // without a slot is still a correct request.
         let _slot = self.slots.acquire().await.ok();
@@ -163,13 +261,19 @@ impl Api {
         let result = async {
             let response = request.send().await?;
             let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
             let bytes = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, bytes))
+            Ok::<_, reqwest::Error>((status, bytes, retry_after))
         }
         .await;
         let received = Instant::now();
         match result {
-            Ok((status, bytes)) => {
+            Ok((status, bytes, retry_after)) => {
                 let body: Option<Value> = serde_json::from_slice(&bytes).ok();
                 let code = if (200..300).contains(&status) {
                     None
@@ -187,7 +291,7 @@ impl Api {
                     status,
                     code,
                 };
-                (exchange, body)
+                (exchange, body, retry_after)
             }
             Err(err) => {
                 let code = if err.is_timeout() {
@@ -201,7 +305,7 @@ impl Api {
                     status: NO_ANSWER,
                     code: Some(code.to_owned()),
                 };
-                (exchange, None)
+                (exchange, None, None)
             }
         }
     }
@@ -214,6 +318,14 @@ fn placed_from(body: &Value) -> Option<Placed> {
         ticket: ticket.into(),
         position: body["position"].as_u64()?,
         poll_after_ms: body["poll_after_ms"].as_u64()?,
+    })
+}
+
+fn shown_from(body: &Value) -> Option<Shown> {
+    Some(Shown {
+        id: body["reservation_id"].as_str()?.to_owned(),
+        state: body["state"].as_str()?.to_owned(),
+        reason: body["reason"].as_str().map(str::to_owned),
     })
 }
 
@@ -270,6 +382,47 @@ impl Admin {
             self.url
         );
         Ok(body["config"].clone())
+    }
+
+    /// `PUT` the event's inventory: `stock` of each sku.
+    pub async fn put_inventory(&self, skus: &[String], stock: u64) -> anyhow::Result<()> {
+        let items: Vec<Value> = skus
+            .iter()
+            .map(|sku| serde_json::json!({ "sku": sku, "quantity": stock }))
+            .collect();
+        let url = format!("{}/inventory", self.url);
+        let response = self
+            .http
+            .put(&url)
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({ "items": items }))
+            .send()
+            .await
+            .with_context(|| format!("PUT {url}"))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "PUT {url} answered {status}: {body}");
+        Ok(())
+    }
+
+    /// `GET` the event's inventory: remaining by sku.
+    pub async fn inventory(&self) -> anyhow::Result<BTreeMap<String, i64>> {
+        let url = format!("{}/inventory", self.url);
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "GET {url} answered {status}: {body}");
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        Ok(items
+            .iter()
+            .filter_map(|i| Some((i["sku"].as_str()?.to_owned(), i["remaining"].as_i64()?)))
+            .collect())
     }
 
     /// `GET` the event: `{config, figures}`.

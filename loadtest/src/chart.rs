@@ -1,4 +1,5 @@
-//! `--chart`: queue length and status latency over the run, as one SVG.
+//! `--chart`: queue length, status latency and (with `--enter`) admissions against the door's
+//! rate over the run, as one SVG.
 
 use std::path::Path;
 
@@ -9,12 +10,16 @@ use crate::stats::Point;
 type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
 
 /// Draws the timeline: people waiting (the crowd's count and the server's) above, latency
-/// percentiles below.
-pub fn draw(path: &Path, timeline: &[Point]) -> anyhow::Result<()> {
+/// percentiles below, and when anyone was let in (or `door_rate` is known), admissions per
+/// second against the door's rate at the bottom.
+pub fn draw(path: &Path, timeline: &[Point], door_rate: Option<f64>) -> anyhow::Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
-    let root = SVGBackend::new(path, (1000, 720)).into_drawing_area();
+    let door = door_rate.is_some() || timeline.iter().any(|p| p.admitted_per_sec > 0);
+    let height = if door { 1080 } else { 720 };
+    let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let (upper, lower) = root.split_vertically(360);
+    let (upper, rest) = root.split_vertically(360);
+    let (lower, bottom) = rest.split_vertically(360);
 
     let at = |p: &Point| p.t as f64 + 0.5;
     let queue: Vec<Series> = vec![
@@ -50,6 +55,21 @@ pub fn draw(path: &Path, timeline: &[Point]) -> anyhow::Result<()> {
         ("join p99", BLACK, pick(|p| p.join_p99_ms)),
     ];
     panel(&lower, "Latency per second", "ms", &latency).map_err(|e| err(&e))?;
+    if door {
+        let mut admissions: Vec<Series> = vec![(
+            "admitted per second",
+            BLUE,
+            timeline
+                .iter()
+                .map(|p| (at(p), p.admitted_per_sec as f64))
+                .collect(),
+        )];
+        if let Some(rate) = door_rate {
+            let end = timeline.len().max(1) as f64;
+            admissions.push(("door rate", RED, vec![(0.0, rate), (end, rate)]));
+        }
+        panel(&bottom, "The door", "people/s", &admissions).map_err(|e| err(&e))?;
+    }
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }

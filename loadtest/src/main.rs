@@ -55,7 +55,8 @@ async fn run_sale(args: &sale::SaleArgs) -> anyhow::Result<bool> {
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.chart {
-        chart::draw(path, &report.timeline)?;
+        let door_rate = report.door.as_ref().and_then(|d| d.door_rate);
+        chart::draw(path, &report.timeline, door_rate)?;
     }
     Ok(report.passed())
 }

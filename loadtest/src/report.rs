@@ -7,9 +7,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::orders::OrdersReport;
 use crate::person::Outcome;
 use crate::sale::SaleArgs;
-use crate::stats::{EndpointReport, Point, Stats};
+use crate::stats::{DoorReport, EndpointReport, Point, Stats};
 use crate::truth::Tally;
 
 /// How the visits ended.
@@ -22,6 +23,11 @@ pub struct Outcomes {
     pub leave_failed: u64,
     pub removed: u64,
     pub not_placed: u64,
+    pub admitted: u64,
+    pub bought: u64,
+    pub turned_away: u64,
+    pub unsettled: u64,
+    pub reserve_failed: u64,
 }
 
 impl From<&BTreeMap<Outcome, u64>> for Outcomes {
@@ -34,6 +40,11 @@ impl From<&BTreeMap<Outcome, u64>> for Outcomes {
             leave_failed: n(Outcome::LeaveFailed),
             removed: n(Outcome::Removed),
             not_placed: n(Outcome::NotPlaced),
+            admitted: n(Outcome::Admitted),
+            bought: n(Outcome::Bought),
+            turned_away: n(Outcome::TurnedAway),
+            unsettled: n(Outcome::Unsettled),
+            reserve_failed: n(Outcome::ReserveFailed),
         }
     }
 }
@@ -81,6 +92,10 @@ pub struct SaleReport {
     pub elapsed_secs: f64,
     pub endpoints: Vec<EndpointReport>,
     pub outcomes: Outcomes,
+    /// The door (with `--enter`).
+    pub door: Option<DoorReport>,
+    /// The reservations (with `--reserve`).
+    pub orders: Option<OrdersReport>,
     pub truth: Truth,
     /// Polls that started over 200 ms after the time the server asked for.
     pub late_polls: u64,
@@ -99,6 +114,8 @@ impl SaleReport {
         elapsed: Duration,
         stats: &Stats,
         outcomes: Outcomes,
+        door: Option<DoorReport>,
+        orders: Option<OrdersReport>,
         tally: Tally,
         ghost_probe: Probe,
         server_figures: Option<Value>,
@@ -120,6 +137,8 @@ impl SaleReport {
             elapsed_secs: elapsed.as_secs_f64(),
             endpoints: stats.endpoints(elapsed),
             outcomes,
+            door,
+            orders,
             truth: Truth {
                 exactness_pct: tally.exactness_pct(),
                 exact_coverage_pct: if shown == 0 {
@@ -192,6 +211,62 @@ impl SaleReport {
             "people: {} stayed, {} closed the tab, {} left, {} leave failed, {} removed, {} not placed",
             o.stayed, o.closed_tab, o.left, o.leave_failed, o.removed, o.not_placed
         );
+        if o.admitted + o.bought + o.turned_away + o.unsettled + o.reserve_failed > 0 {
+            let _ = writeln!(
+                out,
+                "        {} let in without ordering, {} bought, {} turned away, {} order unsettled, {} order failed",
+                o.admitted, o.bought, o.turned_away, o.unsettled, o.reserve_failed
+            );
+        }
+        if let Some(d) = &self.door {
+            let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+            let _ = writeln!(
+                out,
+                "door: {} admitted, {}/s (door rate {}/s); enters {} ok, {} not ready, {} limited, {} other; \
+                 join to admission p50 {} / p95 {} / p99 {} ms",
+                d.admitted,
+                opt(d.admitted_per_sec),
+                opt(d.door_rate),
+                d.enters_ok,
+                d.enters_not_ready,
+                d.enters_limited,
+                d.enters_other,
+                opt(d.wait_p50_ms),
+                opt(d.wait_p95_ms),
+                opt(d.wait_p99_ms)
+            );
+        }
+        if let Some(r) = &self.orders {
+            let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+            let rejected: Vec<String> =
+                r.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(
+                out,
+                "reservations: {} posted, {} accepted, {} confirmed, rejected [{}], {} lost, {} unanswered; \
+                 202 to confirmed p50 {} / p95 {} / p99 {} ms",
+                r.posted,
+                r.accepted,
+                r.confirmed,
+                rejected.join(", "),
+                r.lost,
+                r.unanswered,
+                opt(r.confirm_p50_ms),
+                opt(r.confirm_p95_ms),
+                opt(r.confirm_p99_ms)
+            );
+            let stock = r
+                .stock
+                .map_or("unknown (no --admin-token)".to_owned(), |s| s.to_string());
+            let inventory = r
+                .inventory
+                .as_ref()
+                .map_or("not read".to_owned(), |i| format!("{i:?}"));
+            let _ = writeln!(
+                out,
+                "inventory: skus {:?}, stock {stock} each; remaining at the end {inventory}",
+                r.skus
+            );
+        }
         let t = &self.truth;
         let _ = writeln!(
             out,
@@ -216,11 +291,21 @@ impl SaleReport {
         }
         let _ = writeln!(out, "violations: {}", t.tally.violations);
         for v in &t.tally.first_violations {
-            let _ = writeln!(
-                out,
-                "  {:?} person {} seq {} at {} ms: position {:?}, expected {:?}",
-                v.kind, v.person, v.seq, v.at_ms, v.position, v.expected
-            );
+            let _ = write!(out, "  {:?} at {} ms", v.kind, v.at_ms);
+            if let (Some(person), Some(seq)) = (v.person, v.seq) {
+                let _ = write!(out, " person {person} seq {seq}");
+            }
+            if v.position.is_some() || v.expected.is_some() {
+                let _ = write!(
+                    out,
+                    ": position {:?}, expected {:?}",
+                    v.position, v.expected
+                );
+            }
+            if let Some(note) = &v.note {
+                let _ = write!(out, ": {note}");
+            }
+            let _ = writeln!(out);
         }
         out
     }

@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::api::{Admin, Api, Endpoint};
-use crate::person::{self, Ctx, Event, Fate, Outcome, Report};
+use crate::orders::Orders;
+use crate::person::{self, Ctx, Event, Fate, Outcome, Report, Shopping};
 use crate::report::{Outcomes, Probe, SaleReport};
 use crate::stats::Stats;
 use crate::truth::{Ledger, Timing};
@@ -99,6 +100,44 @@ pub struct SaleArgs {
     #[arg(long, default_value_t = 1000)]
     pub eviction_slack_ms: u64,
 
+    /// People shown `ready_for_entry` call enter (`425` or `429`: wait and poll again); the
+    /// ledger learns who was let in, and the door's window order is checked.
+    #[arg(long)]
+    pub enter: bool,
+
+    /// Admitted people order one unit of a sku and read the reservation until it is settled
+    /// (implies --enter). With --admin-token the stock is put first and the inventory checked
+    /// at the end.
+    #[arg(long)]
+    pub reserve: bool,
+
+    /// The door's `admission_rate` (people/s): set with --admin-token; without it, only shown
+    /// next to the measured rate.
+    #[arg(long)]
+    pub admission_rate: Option<f64>,
+
+    /// The door's `max_active`, set with --admin-token. Nobody redeems an admission in this
+    /// tool, so it bounds how many get in during a run.
+    #[arg(long)]
+    pub max_active: Option<u64>,
+
+    /// The skus ordered, comma-separated; person i orders one unit of the (i mod n)-th.
+    #[arg(long, value_delimiter = ',', default_value = "ticket")]
+    pub skus: Vec<String>,
+
+    /// The stock of each sku, put with --admin-token before the run (the event must have no
+    /// other orders in flight).
+    #[arg(long, default_value_t = 100)]
+    pub stock: u64,
+
+    /// How long an order may stay pending after its `202` before it counts as lost (s).
+    #[arg(long, default_value_t = 10.0)]
+    pub reserve_grace_secs: f64,
+
+    /// How often a pending order is read (ms).
+    #[arg(long, default_value_t = 200)]
+    pub reservation_poll_ms: u64,
+
     /// Seed of the fates (who closes the tab, who leaves, when).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -126,10 +165,15 @@ impl SaleArgs {
             "--ghost-share and --leave-share must be shares of 1 at most together"
         );
         anyhow::ensure!(self.people > 0, "--people must be at least 1");
+        anyhow::ensure!(
+            !self.reserve || !self.skus.is_empty(),
+            "--reserve needs at least one sku in --skus"
+        );
         for (name, v) in [
             ("--arrive-secs", self.arrive_secs),
             ("--hold-secs", self.hold_secs),
             ("--act-within-secs", self.act_within_secs),
+            ("--reserve-grace-secs", self.reserve_grace_secs),
         ] {
             anyhow::ensure!(v.is_finite() && v >= 0.0, "{name} must be 0 or more");
         }
@@ -180,10 +224,23 @@ pub async fn run(args: &SaleArgs) -> anyhow::Result<SaleReport> {
         Some(token) => Some(Admin::new(&args.target, &args.event, token)?),
         None => None,
     };
-    let ttl_secs = match &admin {
+    let (ttl_secs, door_rate) = match &admin {
         Some(admin) => prepare(admin, args).await?,
-        None => args.heartbeat_ttl_secs,
+        None => (args.heartbeat_ttl_secs, args.admission_rate),
     };
+    let enter = args.enter || args.reserve;
+    // The stock is known only when this run put it.
+    let stock = match (&admin, args.reserve) {
+        (Some(admin), true) => {
+            admin
+                .put_inventory(&args.skus, args.stock)
+                .await
+                .context("putting the stock")?;
+            Some(args.stock)
+        }
+        _ => None,
+    };
+    let grace = Duration::from_secs_f64(args.reserve_grace_secs);
     let timing = Timing {
         heartbeat_ttl: Duration::from_secs(ttl_secs),
         sweep_interval: Duration::from_millis(args.sweep_interval_ms),
@@ -199,6 +256,7 @@ pub async fn run(args: &SaleArgs) -> anyhow::Result<SaleReport> {
         rx,
         Ledger::new(timing, args.people, start),
         Stats::new(start),
+        Orders::default(),
         bar.clone(),
     ));
     let sampler = admin
@@ -209,6 +267,13 @@ pub async fn run(args: &SaleArgs) -> anyhow::Result<SaleReport> {
         api: api.clone(),
         reports: tx.clone(),
         end,
+        enter,
+        shopping: args.reserve.then(|| Shopping {
+            skus: args.skus.iter().map(|s| Arc::from(s.as_str())).collect(),
+            poll: Duration::from_millis(args.reservation_poll_ms.max(1)),
+            grace,
+            run: rand::random(),
+        }),
     });
     let fates = fates(args);
     let mut crowd = JoinSet::new();
@@ -220,24 +285,42 @@ pub async fn run(args: &SaleArgs) -> anyhow::Result<SaleReport> {
     }
     let mut outcomes: BTreeMap<Outcome, u64> = BTreeMap::new();
     let mut ghosts = Vec::new();
+    let mut settled = Vec::new();
     while let Some(joined) = crowd.join_next().await {
-        let (id, (outcome, ticket)) = joined.context("a person's task failed")?;
-        *outcomes.entry(outcome).or_default() += 1;
-        if let (Outcome::ClosedTab, Some(ticket)) = (outcome, ticket) {
+        let (id, visit) = joined.context("a person's task failed")?;
+        *outcomes.entry(visit.outcome).or_default() += 1;
+        if let (Outcome::ClosedTab, Some(ticket)) = (visit.outcome, visit.ticket) {
             ghosts.push((id, ticket));
+        }
+        if let (Outcome::Bought | Outcome::TurnedAway, Some(order)) = (visit.outcome, visit.order) {
+            settled.push((id, order));
         }
     }
     let elapsed = start.elapsed();
     if let Some(sampler) = sampler {
         sampler.abort();
     }
+    // Every settled order read once more: it must not have changed.
+    reread_orders(&api, &tx, settled).await;
     drop(ctx);
     drop(tx);
-    let (mut ledger, stats) = collector.await.context("the collector failed")?;
+    let (mut ledger, stats, orders) = collector.await.context("the collector failed")?;
     bar.finish_and_clear();
 
     let probe = probe_ghosts(&api, &mut ledger, &ghosts).await;
     ledger.check_all();
+    let orders = if args.reserve {
+        let inventory = match (&admin, stock) {
+            (Some(admin), Some(_)) => {
+                Some(admin.inventory().await.context("reading the inventory")?)
+            }
+            _ => None,
+        };
+        let now = Instant::now();
+        Some(orders.finish(&mut ledger, now, grace, &args.skus, stock, inventory))
+    } else {
+        None
+    };
     let server = match &admin {
         Some(admin) => admin.get_event().await.ok().map(|e| e["figures"].clone()),
         None => None,
@@ -248,22 +331,48 @@ pub async fn run(args: &SaleArgs) -> anyhow::Result<SaleReport> {
         elapsed,
         &stats,
         Outcomes::from(&outcomes),
+        enter.then(|| stats.door(door_rate)),
+        orders,
         ledger.tally().clone(),
         probe,
         server,
     ))
 }
 
+/// Reads every order answered `202` once more, reporting to the collector.
+async fn reread_orders(
+    api: &Api,
+    tx: &mpsc::UnboundedSender<Event>,
+    orders: Vec<(usize, (Arc<str>, String))>,
+) {
+    let mut reads = JoinSet::new();
+    for (id, (admission, reservation)) in orders {
+        let (api, tx) = (api.clone(), tx.clone());
+        reads.spawn(async move {
+            let (exchange, shown) = api.reservation(&admission, &reservation).await;
+            let _ = tx.send(Event::Person(Report::Reservation(id, exchange, shown)));
+        });
+    }
+    while reads.join_next().await.is_some() {}
+}
+
 /// Opens the event with the requested valves and checks its queue is empty; returns the
-/// heartbeat TTL the event really has.
-async fn prepare(admin: &Admin, args: &SaleArgs) -> anyhow::Result<u64> {
+/// heartbeat TTL and the admission rate the event really has.
+async fn prepare(admin: &Admin, args: &SaleArgs) -> anyhow::Result<(u64, Option<f64>)> {
+    let mut valves = json!({
+        "state": "open",
+        "heartbeat_ttl_secs": args.heartbeat_ttl_secs,
+        "fast_poll_ms": args.fast_poll_ms,
+        "slow_poll_ms": args.slow_poll_ms,
+    });
+    if let Some(rate) = args.admission_rate {
+        valves["admission_rate"] = json!(rate);
+    }
+    if let Some(max_active) = args.max_active {
+        valves["max_active"] = json!(max_active);
+    }
     let config = admin
-        .put_event(&json!({
-            "state": "open",
-            "heartbeat_ttl_secs": args.heartbeat_ttl_secs,
-            "fast_poll_ms": args.fast_poll_ms,
-            "slow_poll_ms": args.slow_poll_ms,
-        }))
+        .put_event(&valves)
         .await
         .context("preparing the event")?;
     let waiting = admin.get_event().await?["figures"]["waiting"]
@@ -275,9 +384,10 @@ async fn prepare(admin: &Admin, args: &SaleArgs) -> anyhow::Result<u64> {
          use a fresh --event, or wait for them to be evicted",
         args.event
     );
-    config["heartbeat_ttl_secs"]
+    let ttl = config["heartbeat_ttl_secs"]
         .as_u64()
-        .context("the event's configuration has no heartbeat_ttl_secs")
+        .context("the event's configuration has no heartbeat_ttl_secs")?;
+    Ok((ttl, config["admission_rate"].as_f64()))
 }
 
 /// Reads the server's queue length every second until `end`.
@@ -299,8 +409,9 @@ async fn collect(
     mut rx: mpsc::UnboundedReceiver<Event>,
     mut ledger: Ledger,
     mut stats: Stats,
+    mut orders: Orders,
     bar: ProgressBar,
-) -> (Ledger, Stats) {
+) -> (Ledger, Stats, Orders) {
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut statuses: u64 = 0;
@@ -311,7 +422,7 @@ async fn collect(
                     if matches!(report, Report::Status(..)) {
                         statuses += 1;
                     }
-                    apply(&mut ledger, &mut stats, report);
+                    apply(&mut ledger, &mut stats, &mut orders, report);
                 }
                 Some(Event::Server(at, waiting)) => stats.sample_server(at, waiting),
                 None => break,
@@ -328,10 +439,10 @@ async fn collect(
             }
         }
     }
-    (ledger, stats)
+    (ledger, stats, orders)
 }
 
-fn apply(ledger: &mut Ledger, stats: &mut Stats, report: Report) {
+fn apply(ledger: &mut Ledger, stats: &mut Stats, orders: &mut Orders, report: Report) {
     match report {
         Report::JoinStarted(id) => ledger.join_started(id),
         Report::Join(id, exchange, placed) => {
@@ -341,16 +452,29 @@ fn apply(ledger: &mut Ledger, stats: &mut Stats, report: Report) {
                 None => ledger.join_failed(id, &exchange),
             }
         }
-        Report::Status(id, exchange, position) => {
+        Report::Status(id, exchange, standing) => {
             stats.record(Endpoint::Status, &exchange);
-            match position {
-                Some(position) => ledger.status_ok(id, &exchange, position),
+            match standing {
+                Some(s) if s.admitted => ledger.status_admitted(id, &exchange),
+                Some(s) => ledger.status_ok(id, &exchange, s.position, s.ready_for_entry),
                 None => {
                     ledger.status_failed(id, &exchange);
                 }
             }
         }
-        Report::Ready(_) => {}
+        Report::EnterStarted(id, at) => ledger.enter_started(id, at),
+        Report::Enter(id, exchange, waited) => {
+            stats.enter(&exchange, waited);
+            ledger.enter_done(id, &exchange);
+        }
+        Report::Reserve(id, sku, exchange, shown) => {
+            stats.record(Endpoint::Reserve, &exchange);
+            orders.posted(id, &sku, &exchange, shown.as_ref());
+        }
+        Report::Reservation(id, exchange, shown) => {
+            stats.record(Endpoint::Reservation, &exchange);
+            orders.read(id, &exchange, shown.as_ref());
+        }
         Report::Stopped(id) => ledger.stopped(id),
         Report::LeaveStarted(id, at) => ledger.leave_started(id, at),
         Report::Leave(id, exchange) => {

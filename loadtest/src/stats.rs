@@ -36,6 +36,8 @@ pub struct Second {
     pub alive: Option<u64>,
     /// The server's `waiting` figure, when the admin API was available.
     pub server_waiting: Option<u64>,
+    /// Enters answered `200` for the first time for their person, this second.
+    admitted: u64,
 }
 
 /// Everything measured.
@@ -45,6 +47,37 @@ pub struct Stats {
     timeline: Vec<Second>,
     late_polls: u64,
     max_lateness: Duration,
+    /// Enter answers by HTTP status (0: no answer).
+    enters: BTreeMap<u16, u64>,
+    /// From the join's answer to the admission's, in microseconds.
+    to_admission: Histogram<u64>,
+    /// First and last admission answers.
+    admissions: Option<(Instant, Instant)>,
+}
+
+/// The door as the crowd saw it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DoorReport {
+    /// The event's `admission_rate` (people/s), when known.
+    pub door_rate: Option<f64>,
+    /// People let in.
+    pub admitted: u64,
+    /// Admissions per second, from the first admission to the last.
+    pub admitted_per_sec: Option<f64>,
+    /// Enter answers: `200`, `425 not_ready`, `429 rate_limited`, anything else.
+    pub enters_ok: u64,
+    #[allow(missing_docs)]
+    pub enters_not_ready: u64,
+    #[allow(missing_docs)]
+    pub enters_limited: u64,
+    #[allow(missing_docs)]
+    pub enters_other: u64,
+    /// From the join's answer to the admission's (ms).
+    pub wait_p50_ms: Option<f64>,
+    #[allow(missing_docs)]
+    pub wait_p95_ms: Option<f64>,
+    #[allow(missing_docs)]
+    pub wait_p99_ms: Option<f64>,
 }
 
 impl Stats {
@@ -56,6 +89,9 @@ impl Stats {
             timeline: Vec::new(),
             late_polls: 0,
             max_lateness: Duration::ZERO,
+            enters: BTreeMap::new(),
+            to_admission: histogram(),
+            admissions: None,
         }
     }
 
@@ -67,6 +103,7 @@ impl Stats {
                 latency: BTreeMap::new(),
                 alive: None,
                 server_waiting: None,
+                admitted: 0,
             });
         }
         &mut self.timeline[index]
@@ -90,6 +127,46 @@ impl Stats {
             .entry(endpoint)
             .or_insert_with(histogram)
             .saturating_record(micros);
+    }
+
+    /// Records an enter's answer; `waited` (since the join) when it admitted.
+    pub fn enter(&mut self, exchange: &Exchange, waited: Option<Duration>) {
+        self.record(Endpoint::Enter, exchange);
+        *self.enters.entry(exchange.status).or_default() += 1;
+        if let Some(waited) = waited {
+            let micros = (waited.as_micros() as u64).clamp(1, 60_000_000);
+            self.to_admission.saturating_record(micros);
+            self.second(exchange.received).admitted += 1;
+            let at = exchange.received;
+            self.admissions = Some(match self.admissions {
+                Some((first, last)) => (first.min(at), last.max(at)),
+                None => (at, at),
+            });
+        }
+    }
+
+    /// The door's figures, against its configured rate when known.
+    pub fn door(&self, door_rate: Option<f64>) -> DoorReport {
+        let n = |status: u16| self.enters.get(&status).copied().unwrap_or(0);
+        let all: u64 = self.enters.values().sum();
+        let h = &self.to_admission;
+        let ms = |q: f64| (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1000.0);
+        let admitted = h.len();
+        DoorReport {
+            door_rate,
+            admitted,
+            admitted_per_sec: self.admissions.and_then(|(first, last)| {
+                let span = last.saturating_duration_since(first).as_secs_f64();
+                (admitted >= 2 && span > 0.0).then(|| (admitted - 1) as f64 / span)
+            }),
+            enters_ok: n(200),
+            enters_not_ready: n(425),
+            enters_limited: n(429),
+            enters_other: all - n(200) - n(425) - n(429),
+            wait_p50_ms: ms(0.50),
+            wait_p95_ms: ms(0.95),
+            wait_p99_ms: ms(0.99),
+        }
     }
 
     /// A poll started later than the server asked: the crowd itself is saturated.
@@ -161,6 +238,8 @@ impl Stats {
                     join_per_sec: rps(Endpoint::Join),
                     status_per_sec: rps(Endpoint::Status),
                     leave_per_sec: rps(Endpoint::Leave),
+                    enter_per_sec: rps(Endpoint::Enter),
+                    admitted_per_sec: s.admitted,
                     status_p50_ms: pct(Endpoint::Status, 0.50),
                     status_p95_ms: pct(Endpoint::Status, 0.95),
                     status_p99_ms: pct(Endpoint::Status, 0.99),
@@ -174,7 +253,7 @@ impl Stats {
 /// The figures of one endpoint, for the report.
 #[derive(Clone, Debug, Serialize)]
 pub struct EndpointReport {
-    /// `join`, `status` or `leave`.
+    /// `join`, `status`, `leave`, `enter`, `reserve` or `resv_get`.
     pub endpoint: &'static str,
     /// Requests answered (or failed).
     pub requests: u64,
@@ -214,6 +293,9 @@ pub struct Point {
     pub join_per_sec: u64,
     pub status_per_sec: u64,
     pub leave_per_sec: u64,
+    pub enter_per_sec: u64,
+    /// People let in by the door this second.
+    pub admitted_per_sec: u64,
     pub status_p50_ms: Option<f64>,
     pub status_p95_ms: Option<f64>,
     pub status_p99_ms: Option<f64>,

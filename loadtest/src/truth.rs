@@ -27,6 +27,42 @@
 //!
 //! An answer is checked only once every join that started before its person's join was
 //! answered has finished: any of those may hold a lower sequence.
+//!
+//! **Admissions** (`--enter`). Only the crowd's own enter calls take someone out of the waiting
+//! queue by admission, and the crowd knows who called enter and when. An admission happens at
+//! some instant inside the `[sent, received]` of an enter that was answered `200`, or of one
+//! whose outcome the crowd never learnt (no answer, 5xx) followed by a later `200`. So the
+//! first enter a person sends that is not proven refused ends their `present_until` (like a
+//! leave), and a `200` proves them gone by its `received`. A `425`/`429` proves they were still
+//! waiting when it ran (the gateway answers the same admission to a second enter, never a
+//! refusal), so it lifts that bound again, unless an earlier enter of theirs was never
+//! answered: it may still run later.
+//!
+//! **The door's window** (DESIGN 6 and 7). The door admits from the head: a waiting person is
+//! `ready_for_entry` exactly when their position is at most the door's window, and enter
+//! succeeds only then. The window is not visible to the crowd, so "nobody gets in ahead of a
+//! live person in front" cannot be checked against it directly: a person admitted while
+//! someone ahead still waits is legal when that someone is also inside the window (they just
+//! have not called enter yet). What the crowd can check is the order of the window itself.
+//! While an event's valves stay as they are (open, `max_active` not lowered), the window never
+//! shrinks past a waiting person: it grows with time, an enter takes one off it together with
+//! the person who entered, and its caps (room under `max_active`, people waiting) never fall
+//! below the position of anyone inside it. So once inside, a person stays inside until they
+//! leave the queue, and so does everyone ahead of them. Hence the invariant checked:
+//!
+//! > If person P was let through the door at some instant before `r1` (a status answer with
+//! > `ready_for_entry: true` or `state: admitted`, or an enter answered `200`, received at
+//! > `r1`), then no person Q with `seq(Q) <= seq(P)` may be told "not yet" (a status answer
+//! > with `ready_for_entry: false`, or an enter answered `425`) by a request sent after `r1`.
+//!
+//! Sound: Q's lower sequence puts Q's join before P's, and Q told "not yet" is still waiting,
+//! so Q was waiting and ahead of P (or is P) when P was inside the window; hence Q was inside
+//! then and must be still. It catches a door that lets anyone in out of order (the tail before
+//! the head, every other person) or that takes from the window what an enter did not, as soon
+//! as the person passed over polls again. Only instants of the crowd's clock are compared, with
+//! a strict `r1 < sent`. It assumes the valves do not change during the run (this tool sets
+//! them before it starts): pausing the event or lowering `max_active` mid-run closes the
+//! window on people inside it, and would be reported.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -77,6 +113,8 @@ pub enum Life {
     Leaving,
     /// Saw proof of being out of the queue (`204` to leave, `410` to status).
     Gone,
+    /// Let in by the door (enter answered `200`).
+    Admitted,
 }
 
 struct Member {
@@ -88,6 +126,14 @@ struct Member {
     last_any_received: Instant,
     leave_sent_after: Option<Instant>,
     gone_seen: Option<Instant>,
+    /// Earliest instant an admission may have happened: the first enter not proven refused.
+    admit_from: Option<Instant>,
+    /// An enter of theirs was never answered: it may still run at any time.
+    enter_lost: bool,
+    /// Earliest `received` of an answer showing them through the door.
+    first_ready: Option<Instant>,
+    /// Latest `sent` of an answer telling them "not yet".
+    last_not_ready: Option<Instant>,
 }
 
 impl Member {
@@ -99,6 +145,9 @@ impl Member {
         if let Some(at) = self.gone_seen {
             until = until.min(at);
         }
+        if let Some(at) = self.admit_from {
+            until = until.min(at);
+        }
         until
     }
 
@@ -108,6 +157,19 @@ impl Member {
         match (evicted_by, self.gone_seen) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+}
+
+impl Member {
+    /// Notes an answer that showed the person through the door (`ready`) or not.
+    fn door(&mut self, exchange: &Exchange, ready: bool) {
+        if ready {
+            let r = exchange.received;
+            self.first_ready = Some(self.first_ready.map_or(r, |f| f.min(r)));
+        } else {
+            let s = exchange.sent;
+            self.last_not_ready = Some(self.last_not_ready.map_or(s, |l| l.max(s)));
         }
     }
 }
@@ -128,7 +190,7 @@ struct Observation {
 }
 
 /// What went wrong.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ViolationKind {
     /// Position below 1 + the people certainly ahead.
@@ -143,6 +205,18 @@ pub enum ViolationKind {
     TicketRefused,
     /// A ghost past its eviction deadline still counted as waiting.
     GhostNotEvicted,
+    /// Told "not yet" after someone behind (or they themselves) had been let through the door.
+    WindowOutOfOrder,
+    /// A reservation answered `202` still `pending` a grace period later.
+    ReservationLost,
+    /// A settled reservation shown with another result later (or pending again).
+    ReservationFlipped,
+    /// A reservation answered `202` then unknown (`404`), or another id for the same key.
+    ReservationMislaid,
+    /// More units confirmed than the stock.
+    Oversold,
+    /// The inventory read at the end is not stock − confirmed, or is negative.
+    InventoryWrong,
 }
 
 /// One violation, with what was expected.
@@ -150,16 +224,19 @@ pub enum ViolationKind {
 pub struct Violation {
     /// What went wrong.
     pub kind: ViolationKind,
-    /// The crowd's index of the person.
-    pub person: usize,
-    /// Their ticket's `seq`.
-    pub seq: u64,
+    /// The crowd's index of the person, when it is about one.
+    pub person: Option<usize>,
+    /// Their ticket's `seq`, when known.
+    pub seq: Option<u64>,
     /// Milliseconds since the start of the run, when the answer arrived.
     pub at_ms: u64,
     /// The position shown, when there was one.
     pub position: Option<u64>,
     /// The range the position had to be in.
     pub expected: Option<(u64, u64)>,
+    /// What else is worth knowing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The running verdict.
@@ -175,6 +252,8 @@ pub struct Tally {
     pub bounded_ok: u64,
     /// All violations, of every kind.
     pub violations: u64,
+    /// Violations by kind.
+    pub by_kind: std::collections::BTreeMap<ViolationKind, u64>,
     /// The first violations, in detail.
     pub first_violations: Vec<Violation>,
 }
@@ -267,6 +346,10 @@ impl Ledger {
             last_any_received: exchange.received,
             leave_sent_after: None,
             gone_seen: None,
+            admit_from: None,
+            enter_lost: false,
+            first_ready: None,
+            last_not_ready: None,
         };
         if let Some(slot) = self.members.get_mut(person) {
             *slot = Some(member);
@@ -297,12 +380,70 @@ impl Ledger {
         Some(index)
     }
 
-    /// A status poll answered with a position.
-    pub fn status_ok(&mut self, person: usize, exchange: &Exchange, position: u64) {
+    /// A status poll answered with a position, inside the door's window (`ready`) or not.
+    pub fn status_ok(&mut self, person: usize, exchange: &Exchange, position: u64, ready: bool) {
         if let Some(Some(m)) = self.members.get_mut(person) {
             m.last_ok_sent = m.last_ok_sent.max(exchange.sent);
             m.last_any_received = m.last_any_received.max(exchange.received);
+            m.door(exchange, ready);
             self.observe(person, exchange, position);
+        }
+    }
+
+    /// A status poll answered `state: admitted`: an enter of theirs went through although its
+    /// answer was lost.
+    pub fn status_admitted(&mut self, person: usize, exchange: &Exchange) {
+        self.admitted(person, exchange);
+    }
+
+    /// A person is about to send an enter; `at` was read before this report.
+    pub fn enter_started(&mut self, person: usize, at: Instant) {
+        if let Some(Some(m)) = self.members.get_mut(person) {
+            m.admit_from.get_or_insert(at);
+        }
+    }
+
+    /// An enter answered: `200` admits, `425`/`429` prove the person still waited when it
+    /// ran, `410`/`401` put them out as a status would; anything else leaves it uncertain.
+    pub fn enter_done(&mut self, person: usize, exchange: &Exchange) {
+        match exchange.status {
+            200 => self.admitted(person, exchange),
+            425 | 429 => {
+                if let Some(Some(m)) = self.members.get_mut(person) {
+                    // The enter script refreshed the heartbeat before refusing.
+                    m.last_ok_sent = m.last_ok_sent.max(exchange.sent);
+                    m.last_any_received = m.last_any_received.max(exchange.received);
+                    if !m.enter_lost {
+                        m.admit_from = None;
+                    }
+                    if exchange.status == 425 {
+                        m.door(exchange, false);
+                    }
+                }
+            }
+            401 | 410 => {
+                self.status_failed(person, exchange);
+            }
+            _ => {
+                if let Some(Some(m)) = self.members.get_mut(person) {
+                    m.enter_lost = true;
+                }
+            }
+        }
+    }
+
+    fn admitted(&mut self, person: usize, exchange: &Exchange) {
+        if let Some(Some(m)) = self.members.get_mut(person) {
+            m.door(exchange, true);
+            m.gone_seen = Some(
+                m.gone_seen
+                    .map_or(exchange.received, |g| g.min(exchange.received)),
+            );
+            m.admit_from = Some(m.admit_from.map_or(exchange.sent, |a| a.min(exchange.sent)));
+            if m.life == Life::Alive {
+                self.alive -= 1;
+            }
+            m.life = Life::Admitted;
         }
     }
 
@@ -398,16 +539,43 @@ impl Ledger {
         position: Option<u64>,
         expected: Option<(u64, u64)>,
     ) {
+        self.push(Violation {
+            kind,
+            person: Some(person),
+            seq: Some(seq),
+            at_ms: at.saturating_duration_since(self.start).as_millis() as u64,
+            position,
+            expected,
+            note: None,
+        });
+    }
+
+    /// Records a violation found outside the ledger (reservations, inventory), about `person`
+    /// when given, explained by `note`.
+    pub fn record(
+        &mut self,
+        kind: ViolationKind,
+        person: Option<usize>,
+        at: Instant,
+        note: String,
+    ) {
+        let seq = person.and_then(|p| self.member(p)).map(|m| m.seq);
+        self.push(Violation {
+            kind,
+            person,
+            seq,
+            at_ms: at.saturating_duration_since(self.start).as_millis() as u64,
+            position: None,
+            expected: None,
+            note: Some(note),
+        });
+    }
+
+    fn push(&mut self, violation: Violation) {
         self.tally.violations += 1;
+        *self.tally.by_kind.entry(violation.kind).or_default() += 1;
         if self.tally.first_violations.len() < KEEP_VIOLATIONS {
-            self.tally.first_violations.push(Violation {
-                kind,
-                person,
-                seq,
-                at_ms: at.saturating_duration_since(self.start).as_millis() as u64,
-                position,
-                expected,
-            });
+            self.tally.first_violations.push(violation);
         }
     }
 
@@ -428,10 +596,56 @@ impl Ledger {
         self.check(ripe);
     }
 
-    /// Checks everything left; call once every join has finished.
+    /// Checks everything left, and the door's window order; call once every join has
+    /// finished and every person has stopped.
     pub fn check_all(&mut self) {
         let all = std::mem::take(&mut self.pending);
         self.check(all);
+        self.check_window_order();
+    }
+
+    /// The window-order invariant (see the module's doc): going from the back of the queue to
+    /// its head, keeps the earliest instant anyone at or behind was let through the door, and
+    /// flags each person told "not yet" by a request sent after it. O(people log people).
+    fn check_window_order(&mut self) {
+        let mut order: Vec<(u64, usize)> = self
+            .members
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.as_ref().map(|m| (m.seq, i)))
+            .collect();
+        order.sort_unstable_by_key(|&(seq, _)| std::cmp::Reverse(seq));
+        let mut earliest: Option<(Instant, usize)> = None;
+        let mut found = Vec::new();
+        for (_, i) in order {
+            let Some(m) = self.member(i) else { continue };
+            if let Some(r) = m.first_ready {
+                if earliest.is_none_or(|(e, _)| r < e) {
+                    earliest = Some((r, i));
+                }
+            }
+            if let (Some(not_ready), Some((ready, by))) = (m.last_not_ready, earliest) {
+                if ready < not_ready {
+                    found.push((i, not_ready, ready, by));
+                }
+            }
+        }
+        for (person, not_ready, ready, by) in found {
+            let by_seq = self.member(by).map_or(0, |m| m.seq);
+            let ms = |at: Instant| at.saturating_duration_since(self.start).as_millis();
+            let note = format!(
+                "told not ready by a request sent at {} ms, after person {by} (seq {by_seq}) \
+                 was let through the door by {} ms",
+                ms(not_ready),
+                ms(ready)
+            );
+            self.record(
+                ViolationKind::WindowOutOfOrder,
+                Some(person),
+                not_ready,
+                note,
+            );
+        }
     }
 
     /// Counts, for each answer, the people ahead certainly there and certainly gone, with two
@@ -611,8 +825,19 @@ mod tests {
         }
 
         fn poll(&mut self, person: usize, ms: u64, position: u64) {
+            self.poll_door(person, ms, position, false);
+        }
+
+        fn poll_door(&mut self, person: usize, ms: u64, position: u64, ready: bool) {
             let ex = self.exchange(ms, ms + 1, 200);
-            self.ledger.status_ok(person, &ex, position);
+            self.ledger.status_ok(person, &ex, position, ready);
+        }
+
+        /// `person` sends an enter at `sent_ms`, answered `status` at `received_ms`.
+        fn enter(&mut self, person: usize, sent_ms: u64, received_ms: u64, status: u16) {
+            self.ledger.enter_started(person, self.at(sent_ms));
+            let ex = self.exchange(sent_ms, received_ms, status);
+            self.ledger.enter_done(person, &ex);
         }
     }
 
@@ -729,6 +954,76 @@ mod tests {
             ViolationKind::EvictedWhilePolling
         );
         assert_eq!(s.ledger.alive(), 0);
+    }
+
+    #[test]
+    fn an_admitted_person_counts_ahead_until_the_enter_is_sent_and_not_after_its_answer() {
+        let mut s = Script::new(3);
+        s.join_all(3, 0);
+        s.enter(0, 1000, 1010, 200);
+        s.poll(2, 900, 3); // before: counted, exact
+        s.poll(2, 1005, 2); // during: either is fine
+        s.poll(2, 1100, 2); // after: not counted, exact
+        s.poll(1, 1200, 2); // wrong: the admitted person is still counted
+        s.ledger.check_all();
+        let t = s.ledger.tally();
+        assert_eq!((t.bounded_checked, t.bounded_ok), (1, 1));
+        assert_eq!(t.violations, 1, "{t:?}");
+        assert_eq!(t.first_violations[0].kind, ViolationKind::PositionTooHigh);
+        assert_eq!(s.ledger.alive(), 2);
+    }
+
+    #[test]
+    fn a_refused_enter_proves_the_person_still_waits_unless_an_earlier_one_was_lost() {
+        let mut s = Script::new(3);
+        s.join_all(3, 0);
+        s.enter(0, 1000, 1010, 425);
+        s.poll(2, 1005, 3); // exact again: the 425 proves person 0 was not let in
+        let lost = Exchange {
+            code: Some("timeout".into()),
+            ..s.exchange(1500, 1600, 0)
+        };
+        s.ledger.enter_started(1, s.at(1500));
+        s.ledger.enter_done(1, &lost);
+        s.enter(1, 1700, 1710, 425);
+        s.poll(2, 1800, 2); // bounded: the lost enter of person 1 may still run
+        s.ledger.check_all();
+        let t = s.ledger.tally();
+        assert_eq!(t.violations, 0, "{t:?}");
+        assert_eq!((t.exact_checked, t.bounded_checked), (4, 1));
+    }
+
+    #[test]
+    fn someone_ahead_told_not_ready_after_someone_behind_was_let_in_is_out_of_order() {
+        let mut s = Script::new(3);
+        s.join_all(3, 0);
+        s.poll_door(0, 500, 1, false);
+        s.poll_door(2, 600, 3, true); // person 2 inside the window: so are 0 and 1
+        s.poll_door(1, 601, 2, false); // overlaps the answer to 2 (601 < 601 fails): fine
+        s.poll_door(0, 700, 1, true);
+        s.enter(2, 800, 810, 200);
+        s.poll_door(1, 900, 2, false); // after 601: out of order
+        s.ledger.check_all();
+        let t = s.ledger.tally();
+        assert_eq!(t.violations, 1, "{t:?}");
+        let v = &t.first_violations[0];
+        assert_eq!(
+            (v.kind, v.person),
+            (ViolationKind::WindowOutOfOrder, Some(1))
+        );
+    }
+
+    #[test]
+    fn a_person_told_not_ready_after_being_let_in_is_out_of_order() {
+        let mut s = Script::new(2);
+        s.join_all(2, 0);
+        s.poll_door(1, 500, 2, false); // behind someone not yet inside: fine
+        s.poll_door(0, 600, 1, true);
+        s.enter(0, 700, 710, 425);
+        s.ledger.check_all();
+        let t = s.ledger.tally();
+        assert_eq!(t.violations, 1, "{t:?}");
+        assert_eq!(t.first_violations[0].person, Some(0));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! CI smoke test of the load tool: a small crowd with ghosts and leavers, a 3 s heartbeat TTL,
-//! against a real gateway started in this process (in-process store, and a real Redis); then
-//! the same crowd against a gateway that never forgets anyone, which the tool must catch.
+//! against a real gateway started in this process (in-process store, and a real Redis); a
+//! shorter sale where people enter and order against the gateway's in-process worker and a
+//! SQLite file; then the same crowd against a gateway that never forgets anyone, and one whose
+//! door lets every other person through, which the tool must catch.
 
 // Tests may panic on the unexpected: that is how they fail.
 #![allow(clippy::unwrap_used)]
@@ -20,10 +22,15 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use vestibule::admission::AdmissionKeys;
 use vestibule::http::{AppState, Options};
+use vestibule::sales::Sales;
 use vestibule::store::memory::MemoryStore;
 use vestibule::store::redis::RedisStore;
+use vestibule::store::reservations::Reservations;
 use vestibule::store::Store;
 use vestibule::tickets::TicketKeys;
+use vestibule::worker::config::WorkerArgs;
+use vestibule::worker::db::Database;
+use vestibule::worker::metrics::WorkerMetrics;
 use vestibule_loadtest::report::SaleReport;
 use vestibule_loadtest::sale::{self, Curve, SaleArgs};
 use vestibule_loadtest::truth::ViolationKind;
@@ -55,6 +62,14 @@ fn crowd(target: String, admin: bool) -> SaleArgs {
         slow_poll_ms: 1000,
         sweep_interval_ms: SWEEP_INTERVAL.as_millis() as u64,
         eviction_slack_ms: 2000,
+        enter: false,
+        reserve: false,
+        admission_rate: None,
+        max_active: None,
+        skus: vec!["ticket".into()],
+        stock: 100,
+        reserve_grace_secs: 5.0,
+        reservation_poll_ms: 100,
         seed: 7,
         json: None,
         chart: None,
@@ -62,8 +77,8 @@ fn crowd(target: String, admin: bool) -> SaleArgs {
     }
 }
 
-async fn a_crowd_sees_only_true_positions(store: Arc<dyn Store>) {
-    let gateway = Gateway::spawn(store).await;
+async fn a_crowd_sees_only_true_positions(store: Arc<dyn Store>, sales: Arc<dyn Reservations>) {
+    let gateway = Gateway::spawn(store, sales).await;
     let report = sale::run(&crowd(gateway.url(), true)).await.unwrap();
     let table = report.table();
     eprintln!("{table}");
@@ -96,21 +111,95 @@ async fn a_crowd_sees_only_true_positions(store: Arc<dyn Store>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_sees_only_true_positions_with_the_in_process_store() {
-    a_crowd_sees_only_true_positions(Arc::new(MemoryStore::default())).await;
+    let store = Arc::new(MemoryStore::default());
+    a_crowd_sees_only_true_positions(store.clone(), store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_sees_only_true_positions_with_redis() {
     let redis = RedisServer::start();
     let store = Arc::new(RedisStore::connect(&redis.url()).await.unwrap());
-    a_crowd_sees_only_true_positions(store).await;
+    a_crowd_sees_only_true_positions(store.clone(), store).await;
+}
+
+/// 200 people in 1.5 s, a door of 40/s, 2 skus of 40 each: about 150 stay long enough to be let
+/// in, so some orders are turned away (sold out). Everyone still there stops at 5 s.
+fn shoppers(target: String) -> SaleArgs {
+    SaleArgs {
+        people: 200,
+        arrive_secs: 1.5,
+        hold_secs: 3.5,
+        ghost_share: 0.15,
+        leave_share: 0.05,
+        enter: true,
+        reserve: true,
+        admission_rate: Some(DOOR_RATE),
+        max_active: Some(10_000),
+        skus: vec!["red".into(), "blue".into()],
+        stock: STOCK,
+        ..crowd(target, true)
+    }
+}
+
+const DOOR_RATE: f64 = 40.0;
+const STOCK: u64 = 40;
+
+async fn a_crowd_enters_and_buys_without_oversell(
+    store: Arc<dyn Store>,
+    sales: Arc<dyn Reservations>,
+) {
+    let gateway = Gateway::spawn(store, sales).await;
+    let report = sale::run(&shoppers(gateway.url())).await.unwrap();
+    let table = report.table();
+    eprintln!("{table}");
+
+    assert!(report.passed(), "truth violations:\n{table}");
+    let door = report.door.as_ref().unwrap();
+    let orders = report.orders.as_ref().unwrap();
+    assert_eq!(report.outcomes.removed, 0, "{table}");
+    // The door let many in, no faster than its rate allows (plus one second's credit).
+    assert!(door.admitted >= 100, "{table}");
+    assert_eq!(door.door_rate, Some(DOOR_RATE), "{table}");
+    assert!(
+        (door.admitted as f64) <= DOOR_RATE * (report.elapsed_secs + 1.0),
+        "{table}"
+    );
+    assert!(door.wait_p50_ms.is_some(), "{table}");
+    // Every admitted person ordered; every order settled; exactly the stock sold.
+    assert_eq!(orders.posted, door.admitted, "{table}");
+    assert_eq!(orders.accepted, orders.posted, "{table}");
+    assert_eq!((orders.lost, orders.unanswered), (0, 0), "{table}");
+    let rejected: u64 = orders.rejected.values().sum();
+    assert_eq!(orders.confirmed + rejected, orders.accepted, "{table}");
+    assert_eq!(orders.confirmed, 2 * STOCK, "{table}");
+    assert!(
+        orders.rejected.get("sold_out").copied().unwrap_or(0) > 0,
+        "{table}"
+    );
+    let inventory = orders.inventory.as_ref().unwrap();
+    assert_eq!(inventory.get("red"), Some(&0), "{table}");
+    assert_eq!(inventory.get("blue"), Some(&0), "{table}");
+    assert!(orders.confirm_p99_ms.is_some(), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_enters_and_buys_without_oversell_with_the_in_process_store() {
+    let store = Arc::new(MemoryStore::default());
+    a_crowd_enters_and_buys_without_oversell(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_enters_and_buys_without_oversell_with_redis() {
+    let redis = RedisServer::start();
+    let store = Arc::new(RedisStore::connect(&redis.url()).await.unwrap());
+    a_crowd_enters_and_buys_without_oversell(store.clone(), store).await;
 }
 
 /// A gateway whose queue never forgets: position = 1 + everyone who ever joined ahead, as if
 /// leave and the sweeper did nothing. The tool must report it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_never_forgets_anyone_is_caught() {
-    let addr = spawn_amnesiac_gateway().await;
+    let addr = spawn_fake_gateway(Door::Shut).await;
     let mut args = crowd(format!("http://{addr}"), false);
     args.people = 100;
     args.hold_secs = 5.0;
@@ -132,6 +221,38 @@ async fn a_gateway_that_never_forgets_anyone_is_caught() {
     assert_eq!(report.truth.ghost_probe.evicted, 0, "{table}");
 }
 
+/// A gateway whose door lets every other person through (`ready_for_entry` for even sequences
+/// only; enter answers `425`, so nobody leaves the queue and the positions stay right). The
+/// tool must see the window out of order, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_door_that_lets_every_other_person_through_is_caught() {
+    let addr = spawn_fake_gateway(Door::EveryOther).await;
+    let mut args = crowd(format!("http://{addr}"), false);
+    args.people = 60;
+    args.arrive_secs = 0.5;
+    args.hold_secs = 2.0;
+    args.ghost_share = 0.0;
+    args.leave_share = 0.0;
+    args.enter = true;
+    let report: SaleReport = sale::run(&args).await.unwrap();
+    let table = report.table();
+    eprintln!("{table}");
+
+    let by_kind = &report.truth.tally.by_kind;
+    assert!(
+        by_kind
+            .get(&ViolationKind::WindowOutOfOrder)
+            .copied()
+            .unwrap_or(0)
+            >= 20,
+        "{table}"
+    );
+    assert_eq!(by_kind.len(), 1, "only the window is wrong\n{table}");
+    let door = report.door.as_ref().unwrap();
+    assert_eq!(door.enters_ok, 0, "{table}");
+    assert!(door.enters_not_ready > 0, "{table}");
+}
+
 // === harness ===
 
 /// A gateway in this process, on a free port, stopped on drop.
@@ -142,7 +263,9 @@ struct Gateway {
 }
 
 impl Gateway {
-    async fn spawn(store: Arc<dyn Store>) -> Self {
+    /// A gateway with reservations and an in-process worker on a SQLite file (like
+    /// `vestibule run`).
+    async fn spawn(store: Arc<dyn Store>, reservations: Arc<dyn Reservations>) -> Self {
         let keys_dir = temp_dir("keys");
         let tickets = TicketKeys::load_or_create(&keys_dir).unwrap();
         let admissions = AdmissionKeys::load_or_create(&keys_dir).unwrap();
@@ -150,10 +273,26 @@ impl Gateway {
             admin_token: Some(ADMIN_TOKEN.to_owned().into()),
             ..Options::default()
         };
-        let state = AppState::new(store, tickets, admissions, options);
+        let state = AppState::new(store.clone(), tickets, admissions, options);
+        let db = format!("sqlite://{}", keys_dir.join("sales.db").display());
+        let database = Arc::new(Database::connect(&db).await.unwrap());
+        let metrics = Arc::new(WorkerMetrics::new());
+        assert!(state.enable_sales(Sales {
+            reservations: reservations.clone(),
+            database: database.clone(),
+            worker_metrics: metrics.clone(),
+        }));
+        let stop = CancellationToken::new();
+        vestibule::worker::spawn(
+            reservations,
+            store,
+            database,
+            WorkerArgs::default(),
+            metrics,
+            stop.clone(),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
         tokio::spawn(vestibule::startup::run_gateway(
             state,
             listener,
@@ -229,7 +368,17 @@ impl Drop for RedisServer {
     }
 }
 
-async fn spawn_amnesiac_gateway() -> SocketAddr {
+/// What the fake gateway's door does.
+#[derive(Clone, Copy)]
+enum Door {
+    /// Never ready; no enter route.
+    Shut,
+    /// Ready for even sequences; enter always `425`.
+    EveryOther,
+}
+
+/// A gateway whose queue never forgets: position = its sequence, whoever left.
+async fn spawn_fake_gateway(door: Door) -> SocketAddr {
     let seq = Arc::new(AtomicU64::new(0));
     let app = Router::new()
         .route(
@@ -241,17 +390,28 @@ async fn spawn_amnesiac_gateway() -> SocketAddr {
         )
         .route(
             "/v1/queue/status",
-            get(|headers: HeaderMap| async move {
+            get(move |headers: HeaderMap| async move {
                 let seq = headers
                     .get("authorization")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.strip_prefix("Bearer "))
                     .and_then(vestibule_loadtest::api::ticket_seq)
                     .unwrap();
-                Json(answer(None, seq))
+                let mut body = answer(None, seq);
+                if matches!(door, Door::EveryOther) {
+                    body["ready_for_entry"] = json!(seq % 2 == 0);
+                }
+                Json(body)
             }),
         )
-        .route("/v1/queue/leave", post(|| async { StatusCode::NO_CONTENT }));
+        .route("/v1/queue/leave", post(|| async { StatusCode::NO_CONTENT }))
+        .route(
+            "/v1/queue/enter",
+            post(|| async {
+                let body = json!({"error": {"code": "not_ready", "message": "not yet"}});
+                (StatusCode::TOO_EARLY, [("retry-after", "1")], Json(body))
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
