@@ -9,11 +9,19 @@
 #   1. memory: used_memory before and after FILL joins made through HTTP
 #      (`vestibule-loadtest tickets`), divided by FILL;
 #   2. wrk, ROUNDS times in turn: /bare, /eval, status (rotating POOL of those tickets), join;
-#      the CPU each process used per request, and Redis's own time per EVALSHA.
+#      the CPU each process used per request, and Redis's own time per EVALSHA. Status also
+#      with SMALL and BIG waiting: BIG - POOL people put straight into the queue by
+#      loadtest/fill.lua (joining a million through HTTP takes minutes), then POOL joined
+#      through HTTP behind them, whose tickets the run polls;
+#   3. the sweeper: GHOSTS ghosts (put in by fill.lua with a stale heartbeat) evicted with nothing
+#      else running (Redis time per ghost, time until the last is gone), then again during a
+#      status run (its p99 beside the plain status runs');
+#   4. a simulated sale of CROWD people polling every 2 s for HOLD s, every position checked.
 # Only the block between the bench.sh markers in BENCHMARKS.md is rewritten: notes below it stay.
 #
 # Knobs (environment): DURATION (s per wrk run, 10), CONNECTIONS (64), THREADS (2), ROUNDS (2),
-# FILL (100000), POOL (10000), CROWD (10000 people for a simulated sale; 0: none), PERF=1 to also profile the gateway during one status run,
+# FILL (100000), POOL (10000), SMALL (10000), BIG (1000000), GHOSTS (100000), CROWD (10000 people
+# for a simulated sale; 0: none), HOLD (15 s), PERF=1 to also profile the gateway during one status run,
 # NICE (0): the niceness of everything this script starts; a negative one (root) keeps other jobs
 # on a shared machine from stealing the measured processes' CPU.
 set -euo pipefail
@@ -27,11 +35,15 @@ FILL=${FILL:-100000}
 POOL=${POOL:-10000}
 PERF=${PERF:-0}
 CROWD=${CROWD:-10000}
+HOLD=${HOLD:-15}
+SMALL=${SMALL:-10000}
+BIG=${BIG:-1000000}
+GHOSTS=${GHOSTS:-100000}
 NICE=${NICE:-0}
 N=(nice -n "$NICE")
 OUT=BENCHMARKS.md
 TOKEN="bench-$RANDOM-$RANDOM"
-COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS ROUNDS=$ROUNDS FILL=$FILL POOL=$POOL CROWD=$CROWD PERF=$PERF NICE=$NICE bash loadtest/bench.sh"
+COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS ROUNDS=$ROUNDS FILL=$FILL POOL=$POOL SMALL=$SMALL BIG=$BIG GHOSTS=$GHOSTS CROWD=$CROWD HOLD=$HOLD PERF=$PERF NICE=$NICE bash loadtest/bench.sh"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 if ! command -v wrk >/dev/null; then
@@ -97,10 +109,25 @@ wait_port "$BASELINE_PORT"
 
 GATEWAY="http://127.0.0.1:$GATEWAY_PORT"
 BASELINE="http://127.0.0.1:$BASELINE_PORT"
-put_event() {
+put_event() { # event [valves]
+  local valves='{"state":"open","heartbeat_ttl_secs":3600}'
   curl -fsS -X PUT "$GATEWAY/admin/v1/events/$1" -H "Authorization: Bearer $TOKEN" \
-    -d '{"state":"open","heartbeat_ttl_secs":3600}' >/dev/null
+    -d "${2:-$valves}" >/dev/null
 }
+# Puts people straight into an event's queue (loadtest/fill.lua), 10000 per script call so that
+# no call holds Redis for long: fill_direct event count heartbeat-age-ms
+fill_direct() {
+  local k="vst:{ev:$1}" left=$2 n
+  while [ "$left" -gt 0 ]; do
+    n=$(( left < 10000 ? left : 10000 ))
+    rcli EVAL "$(cat loadtest/fill.lua)" 10 "$k:meta" "$k:seq" "$k:wait" "$k:hb" "$k:people" \
+      "$k:stats" "$k:active" "$k:admits" "$k:redeemed" "$k:audit" "$n" "$3" 86400 >/dev/null
+    left=$(( left - n ))
+  done
+}
+waiting() { rcli ZCARD "vst:{ev:$1}:wait"; }
+# 10000 -> 10k, 1000000 -> 1M
+human() { awk -v n="$1" 'BEGIN{ if (n >= 1e6 && n % 1e6 == 0) printf "%dM", n / 1e6; else if (n >= 1e3 && n % 1e3 == 0) printf "%dk", n / 1e3; else print n }'; }
 # `bench` holds the waiting people (nobody is evicted within the hour); `benchjoin` takes the
 # join run's newcomers, so the status run's queue stays FILL long.
 put_event bench
@@ -121,6 +148,20 @@ key_line() {
   echo "| \`$1\` | $(rcli TYPE "$key") | $(rcli OBJECT ENCODING "$key") | $(rcli MEMORY USAGE "$key" SAMPLES 0) |"
 }
 KEYS_TABLE=$(for k in wait hb people; do key_line "$k"; done)
+
+# === status at other queue lengths: SMALL joined through HTTP; BIG mostly put in directly ===
+S_NAME="status@$(human "$SMALL")"; B_NAME="status@$(human "$BIG")"
+echo "== queues of $SMALL and $BIG waiting" >&2
+put_event benchsmall
+"${N[@]}" target/release/vestibule-loadtest tickets --target "$GATEWAY" --event benchsmall \
+  --count "$SMALL" --concurrency 64 --out "$WORK/tickets-small.txt" >/dev/null
+put_event benchbig
+BIG_STARTED=$(date +%s.%N)
+fill_direct benchbig $(( BIG - POOL )) 0
+BIG_FILL_SECS=$(awk -v a="$BIG_STARTED" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
+"${N[@]}" target/release/vestibule-loadtest tickets --target "$GATEWAY" --event benchbig \
+  --count "$POOL" --concurrency 64 --out "$WORK/tickets-big.txt" >/dev/null
+SMALL_WAITING=$(waiting benchsmall); BIG_WAITING=$(waiting benchbig)
 
 # === 2. throughput and latency ===
 ROWS=""
@@ -182,6 +223,8 @@ for ROUND in $(seq 1 "$ROUNDS"); do
   run_wrk "/eval" "$BASELINE/eval" loadtest/wrk/plain.lua
   run_wrk "status" "$GATEWAY/v1/queue/status" loadtest/wrk/status.lua "$WORK/tickets.txt" "$POOL"
   run_wrk "join" "$GATEWAY/v1/events/benchjoin/join" loadtest/wrk/plain.lua POST
+  run_wrk "$S_NAME" "$GATEWAY/v1/queue/status" loadtest/wrk/status.lua "$WORK/tickets-small.txt" "$POOL"
+  run_wrk "$B_NAME" "$GATEWAY/v1/queue/status" loadtest/wrk/status.lua "$WORK/tickets-big.txt" "$POOL"
 done
 
 # Per round: throughput ratios, and the same comparison in CPU: what one /eval costs the
@@ -199,7 +242,7 @@ done
 MED_SE=$(med SE x); MED_CE=$(med CE x); MED_JOIN=$(med RPS join)
 RATIOS+="| **median** | **$MED_SE** | **$(med SB x)** | **$(med JE x)** | **$MED_CE** | **$MED_JOIN** |"$'\n'
 SUMMARY=""
-for e in /bare /eval status join; do
+for e in /bare /eval status join "$S_NAME" "$B_NAME"; do
   SUMMARY+="| $e | $(med RPS "$e") | $(med P99 "$e") | $(med SCPU "$e") | $(med RCPU "$e") |"$'\n'
 done
 
@@ -215,12 +258,35 @@ if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
   PERF_TOP=$(perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
     | grep -E '^ +[0-9.]+%' | head -25 | cut -c1-160 | sed -E 's/ +$//' || true)
 fi
+P99_SMALL=$(med P99 "$S_NAME"); P99_BIG=$(med P99 "$B_NAME")
+P99_RATIO=$(div "$P99_BIG" "$P99_SMALL")
+
+# === the sweeper: GHOSTS ghosts, alone and under a status run ===
+echo "== sweeper: $GHOSTS ghosts" >&2
+# The sweeper runs its script by EVALSHA, the filler by EVAL: commandstats tells them apart.
+put_event benchghosts '{"state":"open","heartbeat_ttl_secs":60}'
+fill_direct benchghosts "$GHOSTS" 7200000
+rcli CONFIG RESETSTAT >/dev/null
+SWEEP_STARTED=$(date +%s.%N)
+for _ in $(seq 1 1200); do [ "$(waiting benchghosts)" = 0 ] && break; sleep 0.1; done
+SWEEP_SECS=$(awk -v a="$SWEEP_STARTED" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
+SWEEP_LEFT=$(waiting benchghosts)
+SWEEP_USEC=$(rcli INFO commandstats | grep -oP 'cmdstat_evalsha:.*usec=\K[0-9]+' || echo 0)
+SWEEP_US_PER_GHOST=$(div "$SWEEP_USEC" "$GHOSTS")
+fill_direct benchghosts "$GHOSTS" 7200000
+ROUND=sweep
+run_wrk "status+sweep" "$GATEWAY/v1/queue/status" loadtest/wrk/status.lua "$WORK/tickets.txt" "$POOL"
+for _ in $(seq 1 1200); do [ "$(waiting benchghosts)" = 0 ] && break; sleep 0.1; done
+SWEEP_LEFT_LOADED=$(waiting benchghosts)
+P99_SWEEP=${P99[status+sweep,sweep]}
+
 # === A simulated sale: the load tool, with its truth checks, at this scale ===
 SALE=""
 if [ "$CROWD" -gt 0 ]; then
   echo "== a simulated sale: $CROWD people" >&2
   SALE_ARGS=(--target "$GATEWAY" --event benchsale --admin-token "$TOKEN" --people "$CROWD"
-    --arrive-secs 10 --hold-secs 15 --heartbeat-ttl-secs 10 --quiet)
+    --arrive-secs 10 --hold-secs "$HOLD" --heartbeat-ttl-secs 10 --fast-poll-ms 1000
+    --slow-poll-ms 2000 --quiet)
   SALE=$("${N[@]}" target/release/vestibule-loadtest "${SALE_ARGS[@]}" 2>&1 || true)
   SALE_ARGS[5]="…"  # the admin token stays out of the report
 fi
@@ -234,15 +300,21 @@ script_alone() { # script-text args... -> usec_per_call of EVALSHA
   local sha; sha=$(rcli SCRIPT LOAD "$1"); shift
   rcli CONFIG RESETSTAT >/dev/null
   "${N[@]}" redis-benchmark -p "$REDIS_PORT" -n 200000 -c 16 -q EVALSHA "$sha" "$@" >/dev/null 2>&1
+  # A script that fails answers fast: such a figure would mean nothing.
+  if rcli INFO commandstats | grep -q 'cmdstat_evalsha:.*failed_calls=[1-9]'; then
+    echo "failed"; return
+  fi
   rcli INFO commandstats | grep -oP 'cmdstat_evalsha:.*usec_per_call=\K[0-9.]+'
 }
-ONE_TICKET=$(head -1 "$WORK/tickets.txt" | cut -d. -f2 | tr '_-' '/+')
+# The last to join: far behind the door, as nearly everyone who polls.
+ONE_TICKET=$(tail -1 "$WORK/tickets.txt" | cut -d. -f2 | tr '_-' '/+')
 ONE_TICKET=$(printf '%s' "$ONE_TICKET" | base64 -d 2>/dev/null || true)
 ONE_SUB=$(grep -oP '"sub":"\K[^"]+' <<<"$ONE_TICKET")
 ONE_SEQ=$(grep -oP '"seq":\K[0-9]+' <<<"$ONE_TICKET")
 K="vst:{ev:bench}"
-ALONE_STATUS=$(script_alone "$(cat lua/lib.lua; printf '\n'; cat lua/status.lua)" 6 \
-  "$K:meta" "$K:seq" "$K:wait" "$K:hb" "$K:people" "$K:stats" "$ONE_SUB" "$ONE_SEQ")
+ALONE_STATUS=$(script_alone "$(cat lua/lib.lua; printf '\n'; cat lua/status.lua)" 10 \
+  "$K:meta" "$K:seq" "$K:wait" "$K:hb" "$K:people" "$K:stats" "$K:active" "$K:admits" \
+  "$K:redeemed" "$K:audit" "$ONE_SUB" "$ONE_SEQ")
 ALONE_ONE=$(script_alone "return 1" 0)
 echo "== costs: the status path piece by piece, in process" >&2
 COSTS=$("${N[@]}" target/release/examples/costs "redis://127.0.0.1:$REDIS_PORT")
@@ -315,11 +387,36 @@ $KEYS_TABLE
 | status ≥ 0.8 × the axum + one EVAL ceiling | ${MED_SE} × (CPU: ${MED_CE} ×) | $(met "$MED_SE" 0.8 ">=") |
 | join ≥ 20000/s | ${MED_JOIN}/s | $(met "$MED_JOIN" 20000 ">=") |
 | ≤ 400 B Redis per waiting person | $PER_PERSON B | $(met "$PER_PERSON" 400 "<=") |
+| status p99 with $(human "$BIG") waiting ≤ 1.5 × with $(human "$SMALL") | ${P99_BIG} ms / ${P99_SMALL} ms = ${P99_RATIO} × | $(met "$P99_RATIO" 1.5 "<=") |
+
+### Queue length and status
+
+Status runs (above, medians over rounds) against three queues: $SMALL_WAITING waiting (all joined
+through HTTP), $FILLED (the memory fill), and $BIG_WAITING ($(( BIG - POOL )) put straight into the
+queue by \`loadtest/fill.lua\` in ${BIG_FILL_SECS} s, then $POOL joined through HTTP behind them,
+whose tickets are polled: positions near the back). The script's only per-queue cost is ZRANK and
+ZADD on sorted sets, O(log n).
+
+| queue | req/s | p99 ms |
+| --- | --- | --- |
+| $SMALL_WAITING | $(med RPS "$S_NAME") | $P99_SMALL |
+| $FILLED | $(med RPS status) | $(med P99 status) |
+| $BIG_WAITING | $(med RPS "$B_NAME") | $P99_BIG |
+
+### The sweeper
+
+$GHOSTS ghosts (heartbeat two hours old, TTL 60 s) put into an event, with nothing else running:
+all evicted $SWEEP_SECS s after the fill ended ($SWEEP_LEFT left), in batches of 500, at most
+20 batches per event per round, one round a second: a backlog drains at 10000 per second by
+design, so that one event's ghosts never hold Redis for long. Redis spent $SWEEP_USEC µs in the
+sweeper's scripts, **$SWEEP_US_PER_GHOST µs per evicted ghost** (the rounds' other scripts
+included). Again during a status run of the $FILLED-person queue: status p99 **$P99_SWEEP ms**
+against $(med P99 status) ms without ghosts; $SWEEP_LEFT_LOADED ghosts left after it.
 
 Redis commands slower than 1 ms during the runs (\`SLOWLOG LEN\`): $SLOW (most frequent: ${SLOW_TOP:-none}).
 
 Redis alone (\`redis-benchmark\`, 16 clients, after the runs, same Redis): the status script
-(\`lua/lib.lua\` + \`lua/status.lua\`, one waiting person of the $FILLED) takes **$ALONE_STATUS µs** per
+(\`lua/lib.lua\` + \`lua/status.lua\`, the last of the $FILLED waiting) takes **$ALONE_STATUS µs** per
 EVALSHA inside Redis, \`return 1\` takes **$ALONE_ONE µs**.
 
 The status path piece by piece, in one process without sockets
