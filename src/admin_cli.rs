@@ -2,8 +2,7 @@
 //!
 //! The gateway stays the only judge of valves: this module checks syntax (a valve is
 //! `name=value`, an event id is one the API accepts) and leaves ranges and names to the API,
-//! whose `invalid_field` answers it prints as they come. The audit trail command is pending
-//! until the API serves the audit trail.
+//! whose `invalid_field` answers it prints as they come.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -80,6 +79,17 @@ pub enum AdminCommand {
     Show {
         /// The event's id.
         event: String,
+        /// Print the API's JSON as it is, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show who changed an event's valves, when, and from what to what (newest first).
+    Audit {
+        /// The event's id.
+        event: String,
+        /// Most entries to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
         /// Print the API's JSON as it is, for scripts.
         #[arg(long)]
         json: bool,
@@ -220,6 +230,19 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
                 print!("event {event}\n{}", render(&answer));
             }
         }
+        AdminCommand::Audit { event, limit, json } => {
+            let url = format!("{}/audit?limit={limit}", client.event_url(&event)?);
+            let (_, answer) = client.call(Method::GET, &url, None).await?;
+            if json {
+                let pretty = serde_json::to_string_pretty(&answer).unwrap_or_default();
+                println!("{pretty}");
+            } else {
+                print!(
+                    "event {event}: changes, newest first\n{}",
+                    render_audit(&answer)
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -286,6 +309,34 @@ fn render(answer: &Value) -> String {
             };
             let _ = writeln!(out, "    {name:<width$}  {shown}");
         }
+    }
+    out
+}
+
+/// Prints audit entries as `when  by  version` lines, each followed by its `field: old -> new`
+/// changes.
+fn render_audit(answer: &Value) -> String {
+    let mut out = String::new();
+    let entries = answer.get("entries").and_then(Value::as_array);
+    for entry in entries.into_iter().flatten() {
+        let at = entry.get("at_ms").and_then(Value::as_u64).unwrap_or(0);
+        let when =
+            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(at));
+        let by = entry.get("by").and_then(Value::as_str).unwrap_or("?");
+        let version = entry.get("version").and_then(Value::as_u64).unwrap_or(0);
+        let _ = writeln!(out, "  {when}  by {by}  version {version}");
+        let changes = entry.get("changes").and_then(Value::as_object);
+        for (field, change) in changes.into_iter().flatten() {
+            let shown = |k: &str| match change.get(k) {
+                None | Some(Value::Null) => "-".to_owned(),
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            };
+            let _ = writeln!(out, "    {field}: {} -> {}", shown("old"), shown("new"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("  (no changes recorded)\n");
     }
     out
 }

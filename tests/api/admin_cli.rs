@@ -117,6 +117,26 @@ async fn an_operator_runs_a_sale_from_create_to_close_without_curl() {
 
     assert_ok(&admin(&app, &["close", "sale"]).await);
     assert_eq!(valves(&app, "sale").await["state"], "closed");
+
+    // The trail, newest first: close, resume, pause, create; each by the admin token.
+    let out = admin(&app, &["audit", "sale"]).await;
+    assert_ok(&out);
+    let trail = stdout(&out);
+    let states: Vec<&str> = trail
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("state: "))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "open -> closed",
+            "paused -> open",
+            "open -> paused",
+            "- -> open"
+        ],
+        "{trail}"
+    );
+    assert_eq!(trail.matches(" by admin:").count(), 4, "{trail}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
