@@ -103,8 +103,8 @@ pub enum Report {
 pub enum Event {
     /// From a person.
     Person(Report),
-    /// The server's `waiting` figure at an instant.
-    Server(Instant, u64),
+    /// The server's `waiting` and `evicted_total` figures at an instant.
+    Server(Instant, u64, u64),
 }
 
 /// What admitted people order (`--reserve`).

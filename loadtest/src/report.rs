@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::eviction::EvictionReport;
 use crate::orders::OrdersReport;
 use crate::person::Outcome;
 use crate::sale::SaleArgs;
@@ -72,6 +73,8 @@ pub struct Truth {
     pub exact_coverage_pct: f64,
     /// The ghosts' final probe.
     pub ghost_probe: Probe,
+    /// How long ghosts stayed counted after their heartbeat expired (with `--admin-token`).
+    pub eviction: Option<EvictionReport>,
 }
 
 /// Everything a sale measured.
@@ -118,6 +121,7 @@ impl SaleReport {
         orders: Option<OrdersReport>,
         tally: Tally,
         ghost_probe: Probe,
+        eviction: Option<EvictionReport>,
         server_figures: Option<Value>,
     ) -> Self {
         let shown = tally.exact_checked + tally.bounded_checked;
@@ -148,6 +152,7 @@ impl SaleReport {
                 },
                 tally,
                 ghost_probe,
+                eviction,
             },
             late_polls,
             max_late_ms: max_late.as_secs_f64() * 1000.0,
@@ -282,6 +287,19 @@ impl SaleReport {
             "ghosts past their deadline probed: {}, answered evicted: {}, other: {}",
             t.ghost_probe.asked, t.ghost_probe.evicted, t.ghost_probe.other
         );
+        if let Some(e) = &t.eviction {
+            let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+            let _ = writeln!(
+                out,
+                "evicted during the run: {} ({} matched with ghosts); after heartbeat + TTL: p50 {} ms, p95 {} ms, max {} ms (figures read every {} ms)",
+                e.evicted,
+                e.matched,
+                ms(e.delay_p50_ms),
+                ms(e.delay_p95_ms),
+                ms(e.delay_max_ms),
+                crate::eviction::SAMPLE.as_millis()
+            );
+        }
         if self.late_polls > 0 {
             let _ = writeln!(
                 out,

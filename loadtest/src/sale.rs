@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::api::{Admin, Api, Endpoint};
+use crate::eviction;
 use crate::orders::Orders;
 use crate::person::{self, Ctx, Event, Fate, Outcome, Report, Shopping};
 use crate::report::{Outcomes, Probe, SaleReport};
@@ -306,6 +307,10 @@ pub async fn run(args: &SaleArgs) -> anyhow::Result<SaleReport> {
     drop(tx);
     let (mut ledger, stats, orders) = collector.await.context("the collector failed")?;
     bar.finish_and_clear();
+    // Before the probe: it marks the ghosts it finds evicted as gone.
+    let eviction = admin
+        .is_some()
+        .then(|| eviction::report(ledger.heartbeat_expiries(), stats.evictions()));
 
     let probe = probe_ghosts(&api, &mut ledger, &ghosts).await;
     ledger.check_all();
@@ -335,6 +340,7 @@ pub async fn run(args: &SaleArgs) -> anyhow::Result<SaleReport> {
         orders,
         ledger.tally().clone(),
         probe,
+        eviction,
         server,
     ))
 }
@@ -390,14 +396,15 @@ async fn prepare(admin: &Admin, args: &SaleArgs) -> anyhow::Result<(u64, Option<
     Ok((ttl, config["admission_rate"].as_f64()))
 }
 
-/// Reads the server's queue length every second until `end`.
+/// Reads the server's queue length and evictions every [`eviction::SAMPLE`] until `end`.
 async fn sample_server(admin: Admin, tx: mpsc::UnboundedSender<Event>, end: Instant) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(eviction::SAMPLE);
     while Instant::now() < end {
         tick.tick().await;
         if let Ok(event) = admin.get_event().await {
-            if let Some(waiting) = event["figures"]["waiting"].as_u64() {
-                let _ = tx.send(Event::Server(Instant::now(), waiting));
+            let figure = |name: &str| event["figures"][name].as_u64();
+            if let (Some(waiting), Some(evicted)) = (figure("waiting"), figure("evicted_total")) {
+                let _ = tx.send(Event::Server(Instant::now(), waiting, evicted));
             }
         }
     }
@@ -424,7 +431,7 @@ async fn collect(
                     }
                     apply(&mut ledger, &mut stats, &mut orders, report);
                 }
-                Some(Event::Server(at, waiting)) => stats.sample_server(at, waiting),
+                Some(Event::Server(at, waiting, evicted)) => stats.sample_server(at, waiting, evicted),
                 None => break,
             },
             _ = tick.tick() => {

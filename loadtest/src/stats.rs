@@ -53,6 +53,8 @@ pub struct Stats {
     to_admission: Histogram<u64>,
     /// First and last admission answers.
     admissions: Option<(Instant, Instant)>,
+    /// The server's `evicted_total` over time (with an admin token).
+    evictions: Vec<(Instant, u64)>,
 }
 
 /// The door as the crowd saw it.
@@ -92,6 +94,7 @@ impl Stats {
             enters: BTreeMap::new(),
             to_admission: histogram(),
             admissions: None,
+            evictions: Vec::new(),
         }
     }
 
@@ -180,9 +183,15 @@ impl Stats {
         self.second(at).alive = Some(alive);
     }
 
-    /// Notes the server's queue length at `at`.
-    pub fn sample_server(&mut self, at: Instant, waiting: u64) {
+    /// Notes the server's queue length and evictions so far at `at`.
+    pub fn sample_server(&mut self, at: Instant, waiting: u64, evicted: u64) {
         self.second(at).server_waiting = Some(waiting);
+        self.evictions.push((at, evicted));
+    }
+
+    /// The server's `evicted_total` as sampled, in time order.
+    pub fn evictions(&self) -> &[(Instant, u64)] {
+        &self.evictions
     }
 
     /// The figures by endpoint over `elapsed`.

@@ -320,6 +320,17 @@ impl Ledger {
         (m.life == Life::Stopped).then(|| self.timing.eviction_deadline(m.last_any_received))
     }
 
+    /// When the heartbeat of each person who stopped polling (closed the tab, or the run
+    /// ended) expired at the latest: their last answer + the TTL.
+    pub fn heartbeat_expiries(&self) -> Vec<Instant> {
+        self.members
+            .iter()
+            .flatten()
+            .filter(|m| m.life == Life::Stopped)
+            .map(|m| m.last_any_received + self.timing.heartbeat_ttl)
+            .collect()
+    }
+
     fn member(&self, person: usize) -> Option<&Member> {
         self.members.get(person).and_then(Option::as_ref)
     }
