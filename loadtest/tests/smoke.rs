@@ -108,7 +108,10 @@ async fn a_crowd_sees_only_true_positions(store: Arc<dyn Store>, sales: Arc<dyn 
         .unwrap();
     assert!(evicted >= truth.ghost_probe.evicted, "{table}");
     // Evictions seen during the run are matched with ghosts whose heartbeat had expired.
-    let eviction = truth.eviction.as_ref().expect("measured with an admin token");
+    let eviction = truth
+        .eviction
+        .as_ref()
+        .expect("measured with an admin token");
     assert!(eviction.matched > 0, "{table}");
     assert_eq!(eviction.matched, eviction.evicted, "{table}");
 }
