@@ -96,10 +96,15 @@ async fn gateway(config: GatewayConfig, demo: bool) -> anyhow::Result<()> {
                 "  curl -s http://{addr}/v1/queue/status -H \"Authorization: Bearer <ticket>\""
             );
             startup::ensure_demo_inventory(&state, &event).await?;
-            println!("  # once entered: reserve with the admission token (a worker applies it)");
+            println!("  # when status says ready_for_entry (the door lets one in a second): enter");
+            println!(
+                "  curl -s -X POST http://{addr}/v1/queue/enter -H \"Authorization: Bearer <ticket>\""
+            );
+            println!("  # then reserve with the admission token (a worker applies it) and read it");
             println!("  curl -s -X POST http://{addr}/v1/reservations -H \"Authorization: Bearer <admission_token>\" -H \"Idempotency-Key: order-1\" -d '{{\"items\":[{{\"sku\":\"ticket\",\"quantity\":1}}]}}'");
-            println!("\nOperators: set VESTIBULE_ADMIN_TOKEN, then");
-            println!("  curl -s http://{addr}/admin/v1/events/{event} -H \"Authorization: Bearer $VESTIBULE_ADMIN_TOKEN\"\n");
+            println!("  curl -s http://{addr}/v1/reservations/<reservation_id> -H \"Authorization: Bearer <admission_token>\"");
+            println!("\nOperators: restart with VESTIBULE_ADMIN_TOKEN set, then");
+            println!("  vestibule admin show {event}        # or curl -s http://{addr}/admin/v1/events/{event} -H \"Authorization: Bearer $VESTIBULE_ADMIN_TOKEN\"\n");
         }
     }
     let stop = CancellationToken::new();
