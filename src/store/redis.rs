@@ -236,11 +236,6 @@ impl Store for RedisStore {
         config: &EventConfig,
         by: &str,
     ) -> Result<Change, StoreError> {
-        // Index first: an id without a definition is harmless (the sweeper drops it), a
-        // definition missing from the index would never be swept.
-        let index = self.client.sadd::<(), _, _>(EVENTS_KEY, event.as_str());
-        self.timed("index_event", async { index.await.map_err(unavailable) })
-            .await?;
         let retention = u64::from(config.ticket_ttl_secs) + KEY_SLACK_SECS;
         let mut args: Vec<Value> = vec![
             (retention as i64).into(),
@@ -252,6 +247,13 @@ impl Store for RedisStore {
             args.push(value.into());
         }
         let reply: Vec<Value> = self.run(&self.scripts.put_event, event, args).await?;
+        // Indexed after the definition exists, for the sweeper and the worker, which find
+        // events only through the index. Indexed first, a sweep between the index and the
+        // definition would find no definition and drop the id for good (see `sweep`). Should
+        // this call fail, the operator's PUT fails and its retry indexes the event.
+        let index = self.client.sadd::<(), _, _>(EVENTS_KEY, event.as_str());
+        self.timed("index_event", async { index.await.map_err(unavailable) })
+            .await?;
         Ok(Change {
             version: int(&reply, 0)?,
             changes: serde_json::from_str(&text(&reply, 1)?)
@@ -422,9 +424,26 @@ impl Store for RedisStore {
             .and_then(|v| v.as_i64())
             .ok_or_else(|| protocol("sweep", &reply))?;
         if evicted < 0 {
+            // The definition is gone (closed and drained): drop the id from the index. A
+            // `put_event` may have created it since this sweep looked: it indexes the event
+            // after writing it, so if that index came before this removal, the definition
+            // exists now and the id goes back. (The index is another slot than the event's,
+            // so the two steps cannot be one script on a cluster.)
             let forget = self.client.srem::<(), _, _>(EVENTS_KEY, event.as_str());
             self.timed("forget_event", async { forget.await.map_err(unavailable) })
                 .await?;
+            let meta = keys(event).swap_remove(0);
+            let exists = self.client.exists::<u64, _>(meta);
+            if self
+                .timed("forget_event", async { exists.await.map_err(unavailable) })
+                .await?
+                > 0
+            {
+                // Swept from the next round on.
+                let index = self.client.sadd::<(), _, _>(EVENTS_KEY, event.as_str());
+                self.timed("index_event", async { index.await.map_err(unavailable) })
+                    .await?;
+            }
             return Ok(SweepOutcome::NoEvent);
         }
         Ok(SweepOutcome::Swept {

@@ -1,10 +1,18 @@
 //! Leaving and ghost eviction keep every position exact.
 
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use vestibule::event::{EventConfig, EventId, EventState};
+use vestibule::store::memory::MemoryStore;
+use vestibule::store::Store;
 
-use crate::helpers::{eventually, Backend, Joined, TestApp, SWEEP_INTERVAL};
+use crate::helpers::{
+    connect, eventually, Backend, Joined, RedisCluster, RedisServer, TestApp, SWEEP_INTERVAL,
+};
 
 async fn positions_close_up_when_people_leave(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -132,3 +140,68 @@ crate::both_stores!(
     ghosts_are_evicted_and_the_living_keep_exact_positions,
     an_evicted_person_who_joins_again_goes_to_the_back,
 );
+
+/// Events are swept (and their reservations worked) only through the index of events, and a
+/// sweep that finds no definition drops the id from it. So a sweep racing the creation of an
+/// event must never drop it: here two sweepers hammer each event while it is being created.
+async fn events_created_while_sweepers_run_stay_indexed(store: Arc<dyn Store>) {
+    let ids: Arc<Vec<EventId>> = Arc::new(
+        (0..100)
+            .map(|i| EventId::parse(&format!("race-{i}")).unwrap())
+            .collect(),
+    );
+    let current = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let sweepers: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, ids, current, done) =
+                (store.clone(), ids.clone(), current.clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    let id = &ids[current.load(Ordering::Relaxed).min(ids.len() - 1)];
+                    store.sweep(id, 10).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let config = EventConfig {
+        state: EventState::Open,
+        ..EventConfig::default()
+    };
+    for (i, id) in ids.iter().enumerate() {
+        current.store(i, Ordering::Relaxed);
+        store.put_event(id, &config, "test").await.unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    for sweeper in sweepers {
+        sweeper.await.unwrap();
+    }
+    let listed: BTreeSet<EventId> = store.list_events().await.unwrap().into_iter().collect();
+    let dropped: Vec<&str> = ids
+        .iter()
+        .filter(|id| !listed.contains(*id))
+        .map(EventId::as_str)
+        .collect();
+    assert!(dropped.is_empty(), "dropped from the index: {dropped:?}");
+}
+
+mod index_race {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory() {
+        events_created_while_sweepers_run_stay_indexed(Arc::new(MemoryStore::default())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        let redis = RedisServer::start();
+        events_created_while_sweepers_run_stay_indexed(connect(&redis.url()).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster() {
+        let cluster = RedisCluster::start();
+        events_created_while_sweepers_run_stay_indexed(connect(&cluster.url()).await).await;
+    }
+}
