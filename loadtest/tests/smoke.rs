@@ -41,10 +41,9 @@ const PEOPLE: usize = 300;
 
 /// 300 people in 2 s; a quarter close the tab and a tenth leave within 2 s of joining. A 3 s
 /// TTL against 1 s polls leaves a busy CI machine 2 s before a polling person is (rightly)
-/// evicted, and the 3 s eviction slack lets the sweeper run late under load (a machine still
-/// busy finishing a build) without a false violation; every ghost is past its eviction deadline
-/// (3 s + sweep + 3 s after its last poll, so by 10.2 s) before the end at 11.5 s, leaving time
-/// for exact checks after it.
+/// evicted, and the 2 s eviction slack lets the sweeper run late under load without a false
+/// violation; every ghost is past its eviction deadline (3 s + sweep + 2 s after its last poll,
+/// so by 9.2 s) before the end at 10.5 s, leaving time for exact checks after it.
 fn crowd(target: String, admin: bool) -> SaleArgs {
     SaleArgs {
         target,
@@ -52,7 +51,7 @@ fn crowd(target: String, admin: bool) -> SaleArgs {
         people: PEOPLE,
         arrive_secs: 2.0,
         curve: Curve::Flash,
-        hold_secs: 9.5,
+        hold_secs: 8.5,
         ghost_share: 0.25,
         leave_share: 0.1,
         act_within_secs: 2.0,
@@ -62,7 +61,7 @@ fn crowd(target: String, admin: bool) -> SaleArgs {
         fast_poll_ms: 500,
         slow_poll_ms: 1000,
         sweep_interval_ms: SWEEP_INTERVAL.as_millis() as u64,
-        eviction_slack_ms: 3000,
+        eviction_slack_ms: 2000,
         enter: false,
         reserve: false,
         admission_rate: None,
