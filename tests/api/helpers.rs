@@ -304,25 +304,7 @@ impl TestApp {
             ..options
         };
         let state = AppState::new(store, tickets, admissions, options);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let stop = CancellationToken::new();
-        tokio::spawn(vestibule::startup::run_gateway(
-            state,
-            listener,
-            SWEEP_INTERVAL,
-            stop.clone(),
-        ));
-        Self {
-            addr,
-            http: reqwest::Client::new(),
-            keys_dir,
-            stop,
-            redis,
-            cluster: None,
-        }
+        Self::spawn_state(state, keys_dir, redis).await
     }
 
     /// A gateway over a state built by the caller (e.g. with reservations enabled).
