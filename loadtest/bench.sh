@@ -312,9 +312,10 @@ ONE_TICKET=$(printf '%s' "$ONE_TICKET" | base64 -d 2>/dev/null || true)
 ONE_SUB=$(grep -oP '"sub":"\K[^"]+' <<<"$ONE_TICKET")
 ONE_SEQ=$(grep -oP '"seq":\K[0-9]+' <<<"$ONE_TICKET")
 K="vst:{ev:bench}"
-ALONE_STATUS=$(script_alone "$(cat lua/lib.lua; printf '\n'; cat lua/status.lua)" 10 \
+# The bundle the gateway loads (src/store/redis/scripts.rs); '' for the clock: Redis TIME.
+ALONE_STATUS=$(script_alone "$(cat lua/clock.lua lua/queue/lib.lua lua/queue/door.lua lua/queue/status.lua)" 10 \
   "$K:meta" "$K:seq" "$K:wait" "$K:hb" "$K:people" "$K:stats" "$K:active" "$K:admits" \
-  "$K:redeemed" "$K:audit" "$ONE_SUB" "$ONE_SEQ")
+  "$K:redeemed" "$K:audit" "" "$ONE_SUB" "$ONE_SEQ")
 ALONE_ONE=$(script_alone "return 1" 0)
 echo "== costs: the status path piece by piece, in process" >&2
 COSTS=$("${N[@]}" target/release/examples/costs "redis://127.0.0.1:$REDIS_PORT")
@@ -416,7 +417,7 @@ against $(med P99 status) ms without ghosts; $SWEEP_LEFT_LOADED ghosts left afte
 Redis commands slower than 1 ms during the runs (\`SLOWLOG LEN\`): $SLOW (most frequent: ${SLOW_TOP:-none}).
 
 Redis alone (\`redis-benchmark\`, 16 clients, after the runs, same Redis): the status script
-(\`lua/lib.lua\` + \`lua/status.lua\`, the last of the $FILLED waiting) takes **$ALONE_STATUS µs** per
+(\`lua/queue/status.lua\` with its helpers, the last of the $FILLED waiting) takes **$ALONE_STATUS µs** per
 EVALSHA inside Redis, \`return 1\` takes **$ALONE_ONE µs**.
 
 The status path piece by piece, in one process without sockets

@@ -1,6 +1,6 @@
 -- bench.sh's filler: puts ARGV[1] people straight into an event's queue, as join.lua would, for
 -- the queue sizes too big to join through HTTP in a benchmark's time (1M waiting) and for ghosts.
--- KEYS as every script's (see lua/lib.lua); ARGV[1] count, ARGV[2] heartbeat age (ms: 0 for live
+-- KEYS as every queue script's (see lua/queue/lib.lua); ARGV[1] count, ARGV[2] heartbeat age (ms: 0 for live
 -- people, more than the event's heartbeat TTL for ghosts), ARGV[3] ticket TTL (s).
 -- People are named `fill-<seq>`; nobody holds their tickets. Returns the last sequence.
 local count, age, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])

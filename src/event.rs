@@ -352,27 +352,6 @@ impl EventConfig {
         Ok(())
     }
 
-    /// The state in force at `now_ms`: a scheduled event opens by itself at `opens_at`.
-    pub fn state_at(&self, now_ms: u64) -> EventState {
-        match self.opens_at {
-            Some(at) if self.state == EventState::Scheduled && at * 1000 <= now_ms => {
-                EventState::Open
-            }
-            _ => self.state,
-        }
-    }
-
-    /// The tier and poll interval of a waiting person at `position`.
-    pub fn tier_of(&self, position: u64) -> (Tier, u32) {
-        if position <= u64::from(self.vip_size) {
-            (Tier::Vip, self.fast_poll_ms)
-        } else if position <= u64::from(self.fast_upto) {
-            (Tier::Fast, self.fast_poll_ms)
-        } else {
-            (Tier::Slow, self.slow_poll_ms)
-        }
-    }
-
     /// The stored form: field/value pairs (without `version`, which the store bumps).
     pub fn to_fields(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -1,6 +1,8 @@
 //! Vestibule: a virtual waiting-room queue gateway.
 //!
 //! - [`event`]: events and their valves (state, TTLs, tiers), validated.
+//! - [`door`]: the door and the queue's rules (state at a time, tier, door credit, window, cap,
+//!   ETA), each naming its Lua twin in `lua/queue/door.lua`.
 //! - [`store`]: all queue state, behind one trait: Redis (Lua scripts in `lua/`) or in-process.
 //! - [`tickets`]: queue tickets (HMAC JWTs) that any instance sharing the keys accepts.
 //! - [`admission`]: admission tokens (EdDSA JWTs, JWKS, key rotation) for the sale backend.
@@ -18,6 +20,7 @@ pub mod admin_cli;
 pub mod admission;
 pub mod clock;
 pub mod config;
+pub mod door;
 pub mod event;
 pub mod http;
 pub mod keyfiles;

@@ -240,7 +240,7 @@ pub(super) fn verify(app: &AppState, token: &str) -> Result<(EventId, TicketClai
         (status = 410, description = "`evicted`, `left` or `admission_expired`", body = ErrorBody),
         (status = 503, description = "Store unreachable (`unavailable`), with Retry-After", body = ErrorBody),
     ))]
-/// `GET /v1/queue/status`: refreshes the heartbeat, ticks the door and answers the exact
+/// `GET /v1/queue/status`: refreshes the heartbeat, peeks at the door and answers the exact
 /// position, in one store round trip.
 pub async fn status(
     State(app): State<AppState>,

@@ -1,11 +1,16 @@
-//! All queue state, behind one interface with two implementations that behave the same:
-//! [`redis::RedisStore`] (every multi-step change is one Lua script from `lua/`) and
-//! [`memory::MemoryStore`], the embedded default for a single instance.
+//! All queue and reservation state, behind two traits ([`Store`] for the queue,
+//! [`reservations::Reservations`] for reservations) with two implementations that give the same
+//! answers: [`redis::RedisStore`] (every multi-step change is one Lua script from `lua/`) and
+//! [`memory::MemoryStore`], the embedded default for a single instance. The conformance test
+//! (`tests/conformance.rs`) runs the same generated operations against both and compares every
+//! answer.
+//!
+//! - [`keys`]: every Redis key name.
+//! - The door's rules are [`crate::door`]'s (and `lua/queue/door.lua`'s).
 
+pub mod keys;
 pub mod memory;
-mod memory_reservations;
 pub mod redis;
-mod redis_reservations;
 pub mod reservations;
 
 use async_trait::async_trait;

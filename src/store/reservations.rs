@@ -1,7 +1,7 @@
 //! Reservations and the work stream, behind their own trait so the queue's [`super::Store`]
 //! stays as it is. Two implementations with the same answers: Redis Streams (Lua scripts
-//! `lua/reserve.lua`, `next_batch.lua`, `chains.lua`, `settle.lua`, `dead_letter.lua`) and the
-//! in-process book ([`super::memory_reservations`]) for the embedded default.
+//! `lua/reservations/`: `reserve.lua`, `next_batch.lua`, `chains.lua`, `settle.lua`, …) and the
+//! in-process store ([`super::memory`]) for the embedded default.
 //!
 //! The life of a reservation:
 //! 1. `reserve` (the gateway, one atomic step): the idempotency key is recorded with a hash of

@@ -92,15 +92,23 @@ pub struct RedisServer {
     dir: PathBuf,
     child: Option<Child>,
     cluster: bool,
+    /// AOF with fsync on every write, so a restart keeps everything.
+    durable: bool,
 }
 
 impl RedisServer {
     /// Starts a throwaway server with AOF on (fsync always), so a restart keeps every write.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, true)
     }
 
-    fn start_with(cluster: bool) -> Self {
+    /// Starts a throwaway server that keeps nothing on disk: for tests that never restart it
+    /// and make many calls (an fsync per write would dominate their time).
+    pub fn start_volatile() -> Self {
+        Self::start_with(false, false)
+    }
+
+    fn start_with(cluster: bool, durable: bool) -> Self {
         let mut server = Self {
             port: if cluster {
                 free_cluster_port()
@@ -110,6 +118,7 @@ impl RedisServer {
             dir: temp_dir("redis"),
             child: None,
             cluster,
+            durable,
         };
         server.restart();
         server
@@ -132,14 +141,8 @@ impl RedisServer {
         self.kill();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
+            .args(["--save", "", "--appendfsync", "always"])
+            .args(["--appendonly", if self.durable { "yes" } else { "no" }])
             .args(["--cluster-enabled", if self.cluster { "yes" } else { "no" }])
             .arg("--dir")
             .arg(&self.dir)
@@ -173,7 +176,9 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_with(true)).collect();
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::start_with(true, true))
+            .collect();
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))

@@ -10,6 +10,7 @@ mod sales;
 mod admin_cli;
 mod admission;
 mod compose;
+mod conformance;
 mod dashboards;
 mod door;
 mod errors;

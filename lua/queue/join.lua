@@ -1,17 +1,19 @@
 -- Join: duplicate check, sequence, queue entry, heartbeat and every TTL in one atomic step.
--- ARGV[1] person id, ARGV[2] "claimed" when the id came from the caller, ARGV[3] key slack (s)
--- Returns {tag, seq, iat, exp, standing...} where tag is 'created' or 'existing'.
-local person = ARGV[1]
+-- ARGV[2] person id, ARGV[3] "claimed" when the id came from the caller, ARGV[4] key slack (s).
+-- Returns {tag, seq, iat, exp, standing...} where tag is 'created' or 'existing' (an admitted
+-- person's standing is just 'a'), or {'no_event'}, {'claim_refused'}, {'not_open', state},
+-- {'full'}.
+local person, claim, slack = ARGV[2], ARGV[3], ARGV[4]
 local m = load_meta()
 if not m then
   return {'no_event'}
 end
-if ARGV[2] == 'claimed' and m.identity ~= 'user_id' then
+if claim == 'claimed' and m.identity ~= 'user_id' then
   return {'claim_refused'}
 end
 
 local now = now_ms()
-local rec = redis.call('HGET', KEYS[5], person)
+local rec = redis.call('HGET', PEOPLE, person)
 if rec then
   local st, seq, iat, exp = parse_record(rec)
   if st == 'w' or st == 'a' then
@@ -33,23 +35,23 @@ if state ~= 'open' then
   return {'not_open', state}
 end
 -- Everyone still waiting is ahead of a newcomer, who takes the highest sequence.
-local waiting = redis.call('ZCARD', KEYS[3])
+local waiting = redis.call('ZCARD', WAIT)
 local max_len = tonumber(m.max_queue_len)
 if max_len > 0 and waiting >= max_len then
   return {'full'}
 end
 
-local seq = redis.call('INCR', KEYS[2])
+local seq = redis.call('INCR', SEQ)
 local iat = math.floor(now / 1000)
 local ticket_ttl = tonumber(m.ticket_ttl_secs)
 local exp = iat + ticket_ttl
-redis.call('ZADD', KEYS[3], seq, person)
-redis.call('ZADD', KEYS[4], now, person)
-redis.call('HSET', KEYS[5], person, 'w|' .. seq .. '|' .. iat .. '|' .. exp)
+redis.call('ZADD', WAIT, seq, person)
+redis.call('ZADD', HB, now, person)
+redis.call('HSET', PEOPLE, person, 'w|' .. seq .. '|' .. iat .. '|' .. exp)
 -- Also makes sure the stats hash exists whenever TTLs are refreshed (leave and sweep add to it).
-redis.call('HINCRBY', KEYS[6], 'joined', 1)
--- wait and hb are created and emptied together; seq, people and stats live at least as long.
-keep_alive(ticket_ttl + tonumber(ARGV[3]), {3})
+redis.call('HINCRBY', STATS, 'joined', 1)
+-- WAIT and HB are created and emptied together; SEQ, PEOPLE and STATS live at least as long.
+keep_alive(ticket_ttl + tonumber(slack), {WAIT})
 local answer = {'created', seq, iat, exp}
 for _, v in ipairs(standing(m, person, now, waiting + 1, false)) do
   table.insert(answer, v)

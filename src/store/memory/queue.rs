@@ -1,39 +1,31 @@
-//! The in-process store: the embedded default for one instance, with the same answers as the
-//! Redis store. One mutex guards everything; every operation is short and never awaits inside it.
+//! The queue in process ([`Store`]): the same steps as the scripts of `lua/queue/`, each under
+//! the store's one lock. The door's rules are [`crate::door`]'s, as `lua/queue/door.lua` is
+//! their twin for Redis.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use async_trait::async_trait;
 
-use super::{
+use super::fenwick::Fenwick;
+use super::{MemoryStore, State};
+use crate::door::{self, Door, Load, OUTFLOW_WINDOW_MS};
+use crate::event::{EventConfig, EventId, EventState, Identity, Tier};
+use crate::store::{
     Admission, AuditEntry, Change, EnterOutcome, Figures, Gone, JoinOutcome, LeaveOutcome, Person,
     Place, Presence, Standing, StatusOutcome, Store, StoreError, SweepOutcome, AUDIT_LEN,
     KEY_SLACK_SECS,
 };
-use crate::clock::now_ms;
-use crate::event::{EventConfig, EventId, EventState, Identity};
 
-/// How far back the measured outflow looks (ms); the same as `lua/lib.lua`.
-const OUTFLOW_WINDOW_MS: u64 = 60_000;
-
-/// The in-process store.
-#[derive(Default)]
-pub struct MemoryStore {
-    events: Mutex<HashMap<EventId, Event>>,
-    /// Reservations and the work queue (`memory_reservations.rs`).
-    pub(super) reservations: super::memory_reservations::Book,
-}
-
-struct Event {
+/// What the Redis store keeps in an event's meta hash and audit stream.
+pub(super) struct Event {
     config: EventConfig,
     /// Newest last, at most `AUDIT_LEN`.
     audit: VecDeque<AuditEntry>,
     /// When a closed event's definition goes away (ms), like the Redis key's TTL.
     expires_at_ms: Option<u64>,
-    /// People released and not yet entered (fractional: the door's carry).
-    door_credit: f64,
-    door_tick_ms: Option<u64>,
+    door: Door,
+    /// The outflow the sweeper measured (people/s), as stored.
+    outflow_rate: f64,
     queue: Queue,
 }
 
@@ -49,14 +41,13 @@ struct Queue {
     people: HashMap<String, Record>,
     /// Live admissions: (expiry ms, admission id).
     active: BTreeSet<(u64, String)>,
-    /// Admission times (ms) of the last minute.
+    /// Admission times (ms), oldest first; trimmed to the outflow window by the sweeper.
     admits: VecDeque<u64>,
-    redeemed: HashSet<String>,
     figures: Figures,
 }
 
 #[derive(Clone, PartialEq)]
-enum State {
+enum Stage {
     Waiting,
     Admitted { id: String, expires_at_ms: u64 },
     Evicted,
@@ -64,11 +55,12 @@ enum State {
 }
 
 struct Record {
-    state: State,
+    state: Stage,
     place: Place,
     last_seen_ms: u64,
 }
 
+/// How long keys that must outlive a ticket (or admission) of `seconds` are kept (ms).
 fn keep_ms(seconds: u32) -> u64 {
     (u64::from(seconds) + KEY_SLACK_SECS) * 1000
 }
@@ -76,75 +68,59 @@ fn keep_ms(seconds: u32) -> u64 {
 // === impl Event ===
 
 impl Event {
-    /// Advances the door to `now`; returns its window (see `door_tick` in `lua/lib.lua`).
-    fn door_tick(&mut self, now: u64) -> u64 {
+    fn new(config: &EventConfig, now: u64) -> Self {
+        Self {
+            config: config.clone(),
+            audit: VecDeque::new(),
+            expires_at_ms: None,
+            // The door's clock starts now: joins and polls only peek at it.
+            door: Door {
+                credit: 0.0,
+                tick_ms: Some(now),
+            },
+            outflow_rate: 0.0,
+            queue: Queue::default(),
+        }
+    }
+
+    /// What the door looks at: people waiting, admissions not yet expired.
+    fn load(&mut self, now: u64) -> Load {
         let q = &mut self.queue;
+        // Expired admissions are never counted; dropping them here keeps the count O(1).
         while q.active.first().is_some_and(|(exp, _)| *exp <= now) {
             q.active.pop_first();
         }
-        let open = self.config.state_at(now) == EventState::Open;
-        let mut last = self.door_tick_ms.unwrap_or(now);
-        if let (EventState::Scheduled, Some(at)) = (self.config.state, self.config.opens_at) {
-            // No credit for the time before a scheduled opening.
-            last = last.max(at * 1000);
-        }
-        if open && now > last {
-            self.door_credit += (now - last) as f64 * self.config.admission_rate / 1000.0;
-        }
-        let room = self.config.max_active.saturating_sub(q.active.len() as u64);
-        let cap = room.min(q.waiting.total()) as f64;
-        self.door_credit = self.door_credit.min(cap).max(0.0);
-        self.door_tick_ms = Some(now);
-        if open {
-            self.door_credit.floor() as u64
-        } else {
-            0
+        Load {
+            waiting: q.waiting.total(),
+            active: q.active.len() as u64,
         }
     }
 
-    /// People admitted per second over the last minute (see `outflow` in `lua/lib.lua`).
-    fn outflow(&mut self, now: u64) -> f64 {
-        let admits = &mut self.queue.admits;
-        while admits
-            .front()
-            .is_some_and(|&at| at <= now.saturating_sub(OUTFLOW_WINDOW_MS))
-        {
-            admits.pop_front();
-        }
-        match admits.front() {
-            Some(&first) if admits.len() >= 2 => {
-                let span = now.saturating_sub(first).max(1000) as f64;
-                admits.len() as f64 * 1000.0 / span
-            }
-            _ => 0.0,
-        }
+    /// Ticks the door (twin: `door_tick`); returns the unrounded credit and the window.
+    fn tick(&mut self, now: u64) -> (f64, u64) {
+        let load = self.load(now);
+        self.door.tick(&self.config, now, load)
     }
 
-    /// See `eta` in `lua/lib.lua`.
-    fn eta(&mut self, position: u64, window: u64, now: u64) -> Option<u64> {
-        if position <= window {
-            return Some(0);
-        }
-        let configured = self.config.admission_rate;
-        if self.config.state_at(now) != EventState::Open || configured <= 0.0 {
-            return None;
-        }
-        let measured = self.outflow(now);
-        let rate = if measured > 0.0 { measured } else { configured };
-        Some(((position - window) as f64 / rate).ceil() as u64)
-    }
-
-    fn standing(&mut self, seq: u64, now: u64) -> Standing {
-        let window = self.door_tick(now);
-        let position = self.queue.waiting.prefix_sum(seq);
+    /// The standing of a waiting person at `position` with the door's `window` (twin: the end
+    /// of `standing` in `lua/queue/door.lua`).
+    fn standing_at(&self, position: u64, window: u64, now: u64) -> Standing {
         let (tier, poll_after_ms) = self.config.tier_of(position);
         Standing {
             position,
             tier,
             poll_after_ms,
             ready: position <= window,
-            eta_secs: self.eta(position, window, now),
+            eta_secs: door::eta(&self.config, position, window, now, self.outflow_rate),
         }
+    }
+
+    /// A waiting person's standing with the door peeked, not ticked: status and join.
+    fn peeked_standing(&mut self, seq: u64, now: u64) -> Standing {
+        let position = self.queue.waiting.prefix_sum(seq);
+        let load = self.load(now);
+        let window = self.door.peek(&self.config, now, position, load);
+        self.standing_at(position, window, now)
     }
 
     /// The person's record if `seq` matches their current place.
@@ -169,35 +145,42 @@ impl Event {
     }
 }
 
-fn gone_or_present(state: &State, now: u64) -> Result<Presence, Gone> {
+fn gone_or_present(state: &Stage, now: u64) -> Result<Presence, Gone> {
     match state {
-        State::Admitted { expires_at_ms, .. } if *expires_at_ms <= now => {
+        Stage::Admitted { expires_at_ms, .. } if *expires_at_ms <= now => {
             Err(Gone::AdmissionExpired)
         }
-        State::Admitted { expires_at_ms, .. } => Ok(Presence::Admitted {
+        Stage::Admitted { expires_at_ms, .. } => Ok(Presence::Admitted {
             expires_at_ms: *expires_at_ms,
         }),
-        State::Evicted => Err(Gone::Evicted),
-        State::Left => Err(Gone::Left),
+        Stage::Evicted => Err(Gone::Evicted),
+        Stage::Left => Err(Gone::Left),
         // Callers handle waiting people first.
-        State::Waiting => Err(Gone::Left),
+        Stage::Waiting => Err(Gone::Left),
+    }
+}
+
+impl State {
+    /// The event, after applying key expiry; `None` when the store does not know it.
+    pub(super) fn event(&mut self, event: &EventId, now: u64) -> Option<&mut Event> {
+        let entry = self.events.get(event)?;
+        if entry.expires_at_ms.is_some_and(|at| at <= now) {
+            self.events.remove(event);
+            return None;
+        }
+        let entry = self.events.get_mut(event)?;
+        if entry.queue.expires_at_ms != 0 && entry.queue.expires_at_ms <= now {
+            entry.queue = Queue::default();
+        }
+        Some(entry)
     }
 }
 
 impl MemoryStore {
-    /// Runs `f` on an event that exists (after applying key expiry), or answers `None`.
+    /// Runs `f` on an event that exists, or answers `None`.
     fn with_event<T>(&self, event: &EventId, f: impl FnOnce(&mut Event, u64) -> T) -> Option<T> {
-        let now = now_ms();
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = events.get_mut(event)?;
-        if entry.expires_at_ms.is_some_and(|at| at <= now) {
-            events.remove(event);
-            return None;
-        }
-        if entry.queue.expires_at_ms != 0 && entry.queue.expires_at_ms <= now {
-            entry.queue = Queue::default();
-        }
-        Some(f(entry, now))
+        let (mut state, now) = self.lock();
+        state.event(event, now).map(|e| f(e, now))
     }
 }
 
@@ -209,20 +192,15 @@ impl Store for MemoryStore {
         config: &EventConfig,
         by: &str,
     ) -> Result<Change, StoreError> {
-        let now = now_ms();
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let existed = events.contains_key(event);
-        let entry = events.entry(event.clone()).or_insert_with(|| Event {
-            config: config.clone(),
-            audit: VecDeque::new(),
-            expires_at_ms: None,
-            door_credit: 0.0,
-            door_tick_ms: None,
-            queue: Queue::default(),
-        });
-        // Credit the time before the change at the old rate.
-        entry.door_tick(now);
+        let (mut state, now) = self.lock();
+        let existed = state.event(event, now).is_some();
+        let entry = state
+            .events
+            .entry(event.clone())
+            .or_insert_with(|| Event::new(config, now));
         let old: HashMap<&str, String> = if existed {
+            // Credit the time before the change at the old rate.
+            entry.tick(now);
             entry.config.to_fields().into_iter().collect()
         } else {
             HashMap::new()
@@ -239,7 +217,7 @@ impl Store for MemoryStore {
                 );
             }
         }
-        let version = entry.config.version + 1;
+        let version = if existed { entry.config.version + 1 } else { 1 };
         entry.config = EventConfig {
             version,
             ..config.clone()
@@ -273,8 +251,8 @@ impl Store for MemoryStore {
     }
 
     async fn list_events(&self) -> Result<Vec<EventId>, StoreError> {
-        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(events.keys().cloned().collect())
+        let (state, _) = self.lock();
+        Ok(state.events.keys().cloned().collect())
     }
 
     async fn join(&self, event: &EventId, person: &Person) -> Result<JoinOutcome, StoreError> {
@@ -285,15 +263,15 @@ impl Store for MemoryStore {
             if let Some(rec) = e.queue.people.get(&person.id) {
                 let place = rec.place.clone();
                 match &rec.state {
-                    State::Waiting => {
-                        let standing = e.standing(place.seq, now);
+                    Stage::Waiting => {
+                        let standing = e.peeked_standing(place.seq, now);
                         return JoinOutcome::Placed {
                             place,
                             presence: Presence::Waiting(standing),
                             created: false,
                         };
                     }
-                    State::Admitted { .. } => {
+                    Stage::Admitted { .. } => {
                         return JoinOutcome::Placed {
                             place,
                             presence: Presence::Admitted { expires_at_ms: 0 },
@@ -301,7 +279,7 @@ impl Store for MemoryStore {
                         }
                     }
                     // Evicted or left: joining again takes a new place at the back.
-                    State::Evicted | State::Left => {}
+                    Stage::Evicted | Stage::Left => {}
                 }
             }
             let state = e.config.state_at(now);
@@ -324,14 +302,14 @@ impl Store for MemoryStore {
             q.people.insert(
                 person.id.clone(),
                 Record {
-                    state: State::Waiting,
+                    state: Stage::Waiting,
                     place: place.clone(),
                     last_seen_ms: now,
                 },
             );
             q.figures.joined_total += 1;
-            q.expires_at_ms = now + keep_ms(e.config.ticket_ttl_secs);
-            let standing = e.standing(place.seq, now);
+            q.expires_at_ms = q.expires_at_ms.max(now + keep_ms(e.config.ticket_ttl_secs));
+            let standing = e.peeked_standing(place.seq, now);
             JoinOutcome::Placed {
                 place,
                 presence: Presence::Waiting(standing),
@@ -352,14 +330,14 @@ impl Store for MemoryStore {
                 Ok(rec) => rec.state.clone(),
                 Err(outcome) => return outcome,
             };
-            if state != State::Waiting {
+            if state != Stage::Waiting {
                 return match gone_or_present(&state, now) {
                     Ok(presence) => StatusOutcome::Present(presence),
                     Err(gone) => StatusOutcome::Gone(gone),
                 };
             }
             e.touch(person, now);
-            StatusOutcome::Present(Presence::Waiting(e.standing(seq, now)))
+            StatusOutcome::Present(Presence::Waiting(e.peeked_standing(seq, now)))
         });
         Ok(outcome.unwrap_or(StatusOutcome::Unknown))
     }
@@ -379,8 +357,8 @@ impl Store for MemoryStore {
                 Err(_) => return EnterOutcome::Unknown,
             };
             match (&state, gone_or_present(&state, now)) {
-                (State::Waiting, _) => {}
-                (State::Admitted { id, .. }, Ok(Presence::Admitted { expires_at_ms })) => {
+                (Stage::Waiting, _) => {}
+                (Stage::Admitted { id, .. }, Ok(Presence::Admitted { expires_at_ms })) => {
                     return EnterOutcome::Admitted(Admission {
                         id: id.clone(),
                         expires_at_ms,
@@ -391,20 +369,21 @@ impl Store for MemoryStore {
                 (_, Ok(_)) => return EnterOutcome::Unknown,
             }
             e.touch(person, now);
-            let standing = e.standing(seq, now);
-            if vip_only && standing.tier != crate::event::Tier::Vip {
+            let (credit, window) = e.tick(now);
+            let standing = e.standing_at(e.queue.waiting.prefix_sum(seq), window, now);
+            if vip_only && standing.tier != Tier::Vip {
                 return EnterOutcome::Limited;
             }
             if !standing.ready {
                 return EnterOutcome::NotReady(standing);
             }
             let expires_at_ms = now + u64::from(e.config.admission_ttl_secs) * 1000;
-            e.door_credit -= 1.0;
+            e.door.credit = door::stored(credit - 1.0);
             let q = &mut e.queue;
             q.waiting.add(seq, -1);
             if let Some(rec) = q.people.get_mut(person) {
                 q.heartbeats.remove(&(rec.last_seen_ms, person.to_owned()));
-                rec.state = State::Admitted {
+                rec.state = Stage::Admitted {
                     id: admission_id.to_owned(),
                     expires_at_ms,
                 };
@@ -413,7 +392,7 @@ impl Store for MemoryStore {
             q.admits.push_back(now);
             q.figures.admitted_total += 1;
             let longest = e.config.admission_ttl_secs.max(e.config.ticket_ttl_secs);
-            q.expires_at_ms = now + keep_ms(longest);
+            q.expires_at_ms = q.expires_at_ms.max(now + keep_ms(longest));
             EnterOutcome::Admitted(Admission {
                 id: admission_id.to_owned(),
                 expires_at_ms,
@@ -429,21 +408,24 @@ impl Store for MemoryStore {
         admission_id: &str,
         expires_at: u64,
     ) -> Result<bool, StoreError> {
-        let first = self.with_event(event, |e, now| {
-            let q = &mut e.queue;
-            if !q.redeemed.insert(admission_id.to_owned()) {
-                return false;
+        let (mut state, now) = self.lock();
+        let redeemed = state.redeemed.entry(event.clone()).or_default();
+        redeemed.retain(|_, keep_until| *keep_until > now);
+        if redeemed.contains_key(admission_id) {
+            return Ok(false);
+        }
+        // The record must outlive the token it guards (twin: redeem.lua).
+        let keep = expires_at.max(now / 1000) + KEY_SLACK_SECS;
+        redeemed.insert(admission_id.to_owned(), keep * 1000);
+        // Counted while the event's queue exists (twin: redeem.lua counts while its stats
+        // hash exists; one made there would have no TTL).
+        if let Some(q) = state.event(event, now).map(|e| &mut e.queue) {
+            if q.expires_at_ms != 0 {
+                q.active.retain(|(_, id)| id != admission_id);
+                q.figures.redeemed_total += 1;
             }
-            q.active.retain(|(_, id)| id != admission_id);
-            q.figures.redeemed_total += 1;
-            // The record must outlive the token it guards.
-            q.expires_at_ms = q
-                .expires_at_ms
-                .max(expires_at * 1000 + KEY_SLACK_SECS * 1000);
-            let _ = now;
-            true
-        });
-        Ok(first.unwrap_or(false))
+        }
+        Ok(true)
     }
 
     async fn leave(
@@ -461,15 +443,15 @@ impl Store for MemoryStore {
                 return LeaveOutcome::Superseded;
             }
             match rec.state {
-                State::Waiting => {
-                    rec.state = State::Left;
+                Stage::Waiting => {
+                    rec.state = Stage::Left;
                     q.waiting.add(seq, -1);
                     q.heartbeats.remove(&(rec.last_seen_ms, person.to_owned()));
                     q.figures.left_total += 1;
                     LeaveOutcome::Left { now: true }
                 }
-                State::Evicted => LeaveOutcome::Evicted,
-                State::Left | State::Admitted { .. } => LeaveOutcome::Left { now: false },
+                Stage::Evicted => LeaveOutcome::Evicted,
+                Stage::Left | Stage::Admitted { .. } => LeaveOutcome::Left { now: false },
             }
         });
         Ok(outcome.unwrap_or(LeaveOutcome::Unknown))
@@ -489,13 +471,18 @@ impl Store for MemoryStore {
                     break;
                 };
                 if let Some(rec) = q.people.get_mut(&person) {
-                    rec.state = State::Evicted;
+                    rec.state = Stage::Evicted;
                     q.waiting.add(rec.place.seq, -1);
                 }
                 evicted += 1;
             }
             q.figures.evicted_total += evicted;
-            e.door_tick(now);
+            let horizon = now.saturating_sub(OUTFLOW_WINDOW_MS);
+            while q.admits.front().is_some_and(|&at| at <= horizon) {
+                q.admits.pop_front();
+            }
+            e.outflow_rate = door::outflow(q.admits.make_contiguous(), now);
+            e.tick(now);
             SweepOutcome::Swept {
                 evicted,
                 waiting: e.queue.waiting.total(),
@@ -512,7 +499,7 @@ impl Store for MemoryStore {
             Figures {
                 waiting: q.waiting.total(),
                 active: q.active.iter().filter(|(exp, _)| *exp > now).count() as u64,
-                door_window: e.door_credit,
+                door_window: e.door.credit,
                 admitted_last_minute: q.admits.iter().filter(|&&at| at >= cutoff).count() as u64,
                 ..q.figures
             }
@@ -522,81 +509,5 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
-    }
-}
-
-// === impl Fenwick ===
-
-/// A Fenwick (binary indexed) tree of counts by sequence number: point update and prefix sum in
-/// O(log n). Its capacity doubles as sequences grow; doubling keeps every existing node valid,
-/// because node `i` covers `(i - lowbit(i), i]` whatever the capacity.
-#[derive(Default)]
-struct Fenwick {
-    /// 1-based; `tree[0]` is unused. Its length minus one is a power of two (or zero).
-    tree: Vec<i64>,
-}
-
-impl Fenwick {
-    fn add(&mut self, index: u64, delta: i64) {
-        let index = index as usize;
-        while self.tree.len() <= index {
-            self.grow();
-        }
-        let mut i = index;
-        while i < self.tree.len() {
-            self.tree[i] += delta;
-            i += i & i.wrapping_neg();
-        }
-    }
-
-    fn grow(&mut self) {
-        let capacity = self.tree.len().saturating_sub(1);
-        if capacity == 0 {
-            self.tree = vec![0; 2];
-            return;
-        }
-        let total = self.prefix_sum(capacity as u64) as i64;
-        self.tree.resize(2 * capacity + 1, 0);
-        self.tree[2 * capacity] = total;
-    }
-
-    fn prefix_sum(&self, index: u64) -> u64 {
-        let mut i = (index as usize).min(self.tree.len().saturating_sub(1));
-        let mut sum = 0;
-        while i > 0 {
-            sum += self.tree[i];
-            i &= i - 1;
-        }
-        sum.max(0) as u64
-    }
-
-    fn total(&self) -> u64 {
-        self.prefix_sum(self.tree.len().saturating_sub(1) as u64)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Fenwick;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn fenwick_prefix_sums_match_a_plain_count(ops in prop::collection::vec((1u64..300, any::<bool>()), 1..400)) {
-            let mut tree = Fenwick::default();
-            let mut present = std::collections::BTreeSet::new();
-            for (index, insert) in ops {
-                if insert && present.insert(index) {
-                    tree.add(index, 1);
-                } else if !insert && present.remove(&index) {
-                    tree.add(index, -1);
-                }
-                for probe in [1, index, 150, 299] {
-                    let expected = present.range(..=probe).count() as u64;
-                    prop_assert_eq!(tree.prefix_sum(probe), expected);
-                }
-                prop_assert_eq!(tree.total(), present.len() as u64);
-            }
-        }
     }
 }

@@ -1,21 +1,19 @@
-//! [`Reservations`] for the in-process store: the same answers as the Redis scripts, with an
-//! in-memory work queue that has consumer-group semantics (pending entries per consumer,
-//! delivery counts, acknowledgement, backoff retries, reclaim of idle entries, dead letters).
-//! One mutex; nothing awaits while holding it.
+//! Reservations in process ([`Reservations`]): the same answers as the scripts of
+//! `lua/reservations/`, with an in-memory work queue that has consumer-group semantics (pending
+//! entries per consumer, delivery counts, acknowledgement, backoff retries, reclaim of idle
+//! entries, dead letters). Under the store's one lock, like the queue.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::memory::MemoryStore;
-use super::reservations::{
+use super::MemoryStore;
+use crate::event::EventId;
+use crate::store::reservations::{
     encode_items, Backlog, ClaimPolicy, DeadLetter, Delivery, NewReservation, Queued, Reservation,
     ReservationState, Reservations, ReserveOutcome, Settlement, MAX_OPEN, RETENTION_SECS,
 };
-use super::{Store, StoreError};
-use crate::event::EventId;
+use crate::store::StoreError;
 
 /// Dead letters kept per event, as in the Redis store.
 const DEAD_LETTERS_KEPT: usize = 10_000;
@@ -23,14 +21,9 @@ const DEAD_LETTERS_KEPT: usize = 10_000;
 /// How often expired records are dropped (ms); lookups check expiry themselves.
 const PURGE_EVERY_MS: u64 = 1000;
 
-/// The reservations of every event. Lives inside [`MemoryStore`].
+/// An event's reservations and work queue.
 #[derive(Default)]
-pub struct Book {
-    events: Mutex<HashMap<EventId, EventBook>>,
-}
-
-#[derive(Default)]
-struct EventBook {
+pub(super) struct EventBook {
     /// Work entries by id (ids grow); acknowledged entries are removed, as `XDEL` does.
     work: BTreeMap<u64, Queued>,
     next_id: u64,
@@ -55,12 +48,6 @@ struct Pending {
     deliveries: u64,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn parse_id(id: &str) -> Option<u64> {
     id.parse().ok()
 }
@@ -83,6 +70,67 @@ impl EventBook {
         self.people.retain(|_, (_, exp)| *exp > now);
         self.reservations.retain(|_, (_, exp)| *exp > now);
         self.idempotency.retain(|_, (_, _, exp)| *exp > now);
+    }
+
+    /// Records a reservation (twin: reserve.lua, after its event check).
+    fn reserve(&mut self, new: &NewReservation, now: u64) -> ReserveOutcome {
+        let retention_ms = RETENTION_SECS * 1000;
+        let key = (new.person.clone(), new.idempotency_key.clone());
+        if let Some((id, hash, exp)) = self.idempotency.get(&key) {
+            if *exp > now {
+                if *hash != new.body_hash {
+                    return ReserveOutcome::Conflict;
+                }
+                return ReserveOutcome::Accepted {
+                    id: id.clone(),
+                    new: false,
+                };
+            }
+        }
+        let open = self
+            .people
+            .get(&new.person)
+            .filter(|(_, exp)| *exp > now)
+            .map_or(0, |(stream, _)| stream.len());
+        if open >= MAX_OPEN as usize {
+            return ReserveOutcome::TooManyOpen;
+        }
+        self.next_id += 1;
+        let queued = Queued {
+            id: new.id.clone(),
+            person: new.person.clone(),
+            items: new.items.clone(),
+            work_id: self.next_id.to_string(),
+            created_ms: now,
+        };
+        self.work.insert(self.next_id, queued.clone());
+        self.work_expires_ms = now + retention_ms;
+        let (stream, exp) = self
+            .people
+            .entry(new.person.clone())
+            .or_insert_with(|| (VecDeque::new(), 0));
+        if *exp <= now {
+            stream.clear();
+        }
+        stream.push_back(queued);
+        *exp = now + retention_ms;
+        let reservation = Reservation {
+            id: new.id.clone(),
+            person: new.person.clone(),
+            state: ReservationState::Pending,
+            reason: None,
+            items: new.items.clone(),
+        };
+        self.reservations
+            .insert(new.id.clone(), (reservation, now + retention_ms));
+        self.idempotency.insert(
+            key,
+            (new.id.clone(), new.body_hash.clone(), now + retention_ms),
+        );
+        ReserveOutcome::Accepted {
+            id: new.id.clone(),
+            new: true,
+        }
     }
 
     fn remove_from_person(&mut self, person: &str, id: &str) {
@@ -120,13 +168,8 @@ impl EventBook {
 
 impl MemoryStore {
     fn with_book<T>(&self, event: &EventId, f: impl FnOnce(&mut EventBook, u64) -> T) -> T {
-        let now = now_ms();
-        let mut events = self
-            .reservations
-            .events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let book = events.entry(event.clone()).or_default();
+        let (mut state, now) = self.lock();
+        let book = state.books.entry(event.clone()).or_default();
         book.purge(now);
         f(book, now)
     }
@@ -139,68 +182,15 @@ impl Reservations for MemoryStore {
         event: &EventId,
         new: &NewReservation,
     ) -> Result<ReserveOutcome, StoreError> {
-        if self.get_event(event).await?.is_none() {
+        let (mut state, now) = self.lock();
+        // One step, as reserve.lua is: the event checked and the reservation written under
+        // the same lock.
+        if state.event(event, now).is_none() {
             return Ok(ReserveOutcome::NoEvent);
         }
-        let retention_ms = RETENTION_SECS * 1000;
-        Ok(self.with_book(event, |book, now| {
-            let key = (new.person.clone(), new.idempotency_key.clone());
-            if let Some((id, hash, exp)) = book.idempotency.get(&key) {
-                if *exp > now {
-                    if *hash != new.body_hash {
-                        return ReserveOutcome::Conflict;
-                    }
-                    return ReserveOutcome::Accepted {
-                        id: id.clone(),
-                        new: false,
-                    };
-                }
-            }
-            let open = book
-                .people
-                .get(&new.person)
-                .filter(|(_, exp)| *exp > now)
-                .map_or(0, |(stream, _)| stream.len());
-            if open >= MAX_OPEN as usize {
-                return ReserveOutcome::TooManyOpen;
-            }
-            book.next_id += 1;
-            let queued = Queued {
-                id: new.id.clone(),
-                person: new.person.clone(),
-                items: new.items.clone(),
-                work_id: book.next_id.to_string(),
-                created_ms: now,
-            };
-            book.work.insert(book.next_id, queued.clone());
-            book.work_expires_ms = now + retention_ms;
-            let (stream, exp) = book
-                .people
-                .entry(new.person.clone())
-                .or_insert_with(|| (VecDeque::new(), 0));
-            if *exp <= now {
-                stream.clear();
-            }
-            stream.push_back(queued);
-            *exp = now + retention_ms;
-            let reservation = Reservation {
-                id: new.id.clone(),
-                person: new.person.clone(),
-                state: ReservationState::Pending,
-                reason: None,
-                items: new.items.clone(),
-            };
-            book.reservations
-                .insert(new.id.clone(), (reservation, now + retention_ms));
-            book.idempotency.insert(
-                key,
-                (new.id.clone(), new.body_hash.clone(), now + retention_ms),
-            );
-            ReserveOutcome::Accepted {
-                id: new.id.clone(),
-                new: true,
-            }
-        }))
+        let book = state.books.entry(event.clone()).or_default();
+        book.purge(now);
+        Ok(book.reserve(new, now))
     }
 
     async fn reservation(
@@ -226,17 +216,18 @@ impl Reservations for MemoryStore {
         Ok(self.with_book(event, |book, now| {
             let base = policy.retry_base_ms.max(1);
             let mut due = Vec::new();
-            // 1. This consumer's failed entries, after their backoff.
-            for (id, p) in &book.pending {
+            // 1. This consumer's failed entries, after their backoff: of its oldest `count`
+            // entries idle for the base, those whose backoff has passed (twin: next_batch.lua's
+            // XPENDING IDLE … COUNT).
+            let mine = book.pending.iter().filter(|(_, p)| {
+                p.consumer == consumer && now.saturating_sub(p.delivered_ms) >= base
+            });
+            for (id, p) in mine.take(count) {
                 let backoff = base
                     .saturating_mul(1 << p.deliveries.saturating_sub(1).min(32))
                     .min(policy.retry_max_ms);
-                let idle = now.saturating_sub(p.delivered_ms);
-                if p.consumer == consumer && idle >= base && idle >= backoff {
+                if now.saturating_sub(p.delivered_ms) >= backoff {
                     due.push(*id);
-                }
-                if due.len() >= count {
-                    break;
                 }
             }
             // 2. Entries idle on any consumer (a dead worker's).

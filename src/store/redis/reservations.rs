@@ -1,89 +1,22 @@
-//! [`Reservations`] on Redis Streams: each step is one Lua script (`lua/reserve.lua`, …), run
-//! by SHA, over keys that all carry the event's hash tag (key layout: `lua/reserve.lua`).
+//! Reservations on Redis Streams ([`Reservations`]): one script of `lua/reservations/` per
+//! step (key layout: `lua/reservations/lib.lua`).
 
 use async_trait::async_trait;
 use fred::prelude::*;
-use fred::types::scripts::Script;
 
-use super::redis::RedisStore;
-use super::reservations::{
+use super::reply::Reply;
+use super::RedisStore;
+use crate::event::EventId;
+use crate::store::keys;
+use crate::store::reservations::{
     decode_items, encode_items, Backlog, ClaimPolicy, DeadLetter, Delivery, NewReservation, Queued,
     Reservation, ReservationState, Reservations, ReserveOutcome, Settlement, GROUP, MAX_OPEN,
     RETENTION_SECS,
 };
-use super::StoreError;
-use crate::event::EventId;
+use crate::store::StoreError;
 
 /// Dead letters kept per event (approximately: `XADD MAXLEN ~`).
 const DEAD_LETTERS_KEPT: u64 = 10_000;
-
-/// The reservation scripts, each prefixed with the shared helpers like the queue's.
-struct ReservationScripts {
-    reserve: Script,
-    next_batch: Script,
-    chains: Script,
-    settle: Script,
-    dead_letter: Script,
-    backlog: Script,
-    ack: Script,
-}
-
-impl ReservationScripts {
-    fn load() -> Self {
-        let with_lib = |body: &str| {
-            Script::from_lua(format!("{}\n{}", include_str!("../../lua/lib.lua"), body))
-        };
-        Self {
-            reserve: with_lib(include_str!("../../lua/reserve.lua")),
-            next_batch: with_lib(include_str!("../../lua/next_batch.lua")),
-            chains: with_lib(include_str!("../../lua/chains.lua")),
-            settle: with_lib(include_str!("../../lua/settle.lua")),
-            dead_letter: with_lib(include_str!("../../lua/dead_letter.lua")),
-            backlog: with_lib(include_str!("../../lua/backlog.lua")),
-            ack: with_lib(include_str!("../../lua/ack.lua")),
-        }
-    }
-}
-
-/// Loaded once per process: scripts are plain text, the same for every client.
-fn scripts() -> &'static ReservationScripts {
-    static SCRIPTS: std::sync::OnceLock<ReservationScripts> = std::sync::OnceLock::new();
-    SCRIPTS.get_or_init(ReservationScripts::load)
-}
-
-// === keys (see lua/reserve.lua) ===
-
-fn key(event: &EventId, name: &str) -> String {
-    format!("vst:{{ev:{event}}}:{name}")
-}
-
-fn work_key(event: &EventId) -> String {
-    key(event, "rsv:work")
-}
-
-fn dead_key(event: &EventId) -> String {
-    key(event, "rsv:dead")
-}
-
-fn person_key(event: &EventId, person: &str) -> String {
-    key(event, &format!("rsv:p:{person}"))
-}
-
-fn reservation_key(event: &EventId, id: &str) -> String {
-    key(event, &format!("rsv:r:{id}"))
-}
-
-fn idempotency_key(event: &EventId, person: &str, idem: &str) -> String {
-    key(event, &format!("rsv:k:{}:{person}:{idem}", person.len()))
-}
-
-fn unavailable(err: Error) -> StoreError {
-    StoreError::Unavailable(err.to_string())
-}
-
-fn protocol(what: &str, reply: &Value) -> StoreError {
-    StoreError::Protocol(format!("{what}: {reply:?}"))
-}
 
 // === reply decoding ===
 
@@ -136,23 +69,6 @@ fn array(value: Value) -> Vec<Value> {
     }
 }
 
-impl RedisStore {
-    async fn eval(
-        &self,
-        script: &Script,
-        keys: Vec<String>,
-        args: Vec<Value>,
-    ) -> Result<Value, StoreError> {
-        if !self.client.is_connected() {
-            return Err(StoreError::Unavailable("not connected".into()));
-        }
-        script
-            .evalsha_with_reload(&self.client, keys, args)
-            .await
-            .map_err(unavailable)
-    }
-}
-
 #[async_trait]
 impl Reservations for RedisStore {
     async fn reserve(
@@ -161,11 +77,11 @@ impl Reservations for RedisStore {
         new: &NewReservation,
     ) -> Result<ReserveOutcome, StoreError> {
         let keys = vec![
-            key(event, "meta"),
-            work_key(event),
-            person_key(event, &new.person),
-            reservation_key(event, &new.id),
-            idempotency_key(event, &new.person, &new.idempotency_key),
+            keys::meta(event),
+            keys::work(event),
+            keys::person(event, &new.person),
+            keys::reservation(event, &new.id),
+            keys::idempotency(event, &new.person, &new.idempotency_key),
         ];
         let args: Vec<Value> = vec![
             new.id.as_str().into(),
@@ -176,17 +92,21 @@ impl Reservations for RedisStore {
             (RETENTION_SECS as i64).into(),
             GROUP.into(),
         ];
-        let reply = self.eval(&scripts().reserve, keys, args).await?;
-        let parts = array(reply.clone());
-        let tag = parts.first().and_then(Value::as_string);
-        let id = parts.get(1).and_then(Value::as_string);
-        Ok(match (tag.as_deref(), id) {
-            (Some("created"), Some(id)) => ReserveOutcome::Accepted { id, new: true },
-            (Some("existing"), Some(id)) => ReserveOutcome::Accepted { id, new: false },
-            (Some("conflict"), _) => ReserveOutcome::Conflict,
-            (Some("too_many"), _) => ReserveOutcome::TooManyOpen,
-            (Some("no_event"), _) => ReserveOutcome::NoEvent,
-            _ => return Err(protocol("reserve", &reply)),
+        let value = self.run(&self.scripts.reserve, keys, args).await?;
+        let mut reply = Reply::new("reserve", value)?;
+        Ok(match reply.text()?.as_str() {
+            "created" => ReserveOutcome::Accepted {
+                id: reply.text()?,
+                new: true,
+            },
+            "existing" => ReserveOutcome::Accepted {
+                id: reply.text()?,
+                new: false,
+            },
+            "conflict" => ReserveOutcome::Conflict,
+            "too_many" => ReserveOutcome::TooManyOpen,
+            "no_event" => ReserveOutcome::NoEvent,
+            _ => return Err(reply.error("tag")),
         })
     }
 
@@ -195,14 +115,12 @@ impl Reservations for RedisStore {
         event: &EventId,
         id: &str,
     ) -> Result<Option<Reservation>, StoreError> {
-        if !self.client.is_connected() {
-            return Err(StoreError::Unavailable("not connected".into()));
-        }
         let fields: std::collections::HashMap<String, String> = self
-            .client
-            .hgetall(reservation_key(event, id))
-            .await
-            .map_err(unavailable)?;
+            .call(
+                "reservation",
+                self.client.hgetall(keys::reservation(event, id)),
+            )
+            .await?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -234,24 +152,21 @@ impl Reservations for RedisStore {
             (policy.retry_max_ms as i64).into(),
             (policy.claim_idle_ms as i64).into(),
         ];
-        let reply = self
-            .eval(&scripts().next_batch, vec![work_key(event)], args)
+        let value = self
+            .run(&self.scripts.next_batch, vec![keys::work(event)], args)
             .await?;
-        array(reply)
+        Reply::new("next_batch", value)?
+            .rest()
             .into_iter()
             .map(|entry| {
-                let parts = array(entry);
-                let (Some(id), Some(n)) = (
-                    parts.first().and_then(Value::as_string),
-                    parts.get(1).and_then(Value::as_u64),
-                ) else {
-                    return Err(StoreError::Protocol(format!("next_batch entry {parts:?}")));
-                };
-                let raw = parts.get(2).map(field_pairs).unwrap_or_default();
+                let mut parts = Reply::new("next_batch", entry)?;
+                let work_id = parts.text()?;
+                let deliveries = parts.int()?;
+                let raw = parts.rest().first().map(field_pairs).unwrap_or_default();
                 Ok(Delivery {
-                    entry: decode_work(&id, &raw),
-                    work_id: id,
-                    deliveries: n,
+                    entry: decode_work(&work_id, &raw),
+                    work_id,
+                    deliveries,
                     raw,
                 })
             })
@@ -266,11 +181,12 @@ impl Reservations for RedisStore {
         if people.is_empty() {
             return Ok(Vec::new());
         }
-        let keys = people.iter().map(|p| person_key(event, p)).collect();
-        let reply = self
-            .eval(&scripts().chains, keys, vec![i64::from(MAX_OPEN).into()])
+        let keys = people.iter().map(|p| keys::person(event, p)).collect();
+        let value = self
+            .run(&self.scripts.chains, keys, vec![i64::from(MAX_OPEN).into()])
             .await?;
-        let chains = array(reply);
+        let reply = Reply::new("chains", value)?;
+        let chains = reply.rest();
         if chains.len() != people.len() {
             return Err(StoreError::Protocol(format!("chains: {chains:?}")));
         }
@@ -297,31 +213,30 @@ impl Reservations for RedisStore {
         if results.is_empty() {
             return Ok(Vec::new());
         }
-        let mut keys = vec![work_key(event)];
+        let mut keys = vec![keys::work(event)];
         let mut args: Vec<Value> = vec![GROUP.into(), (RETENTION_SECS as i64).into()];
         for r in results {
-            keys.push(person_key(event, &r.person));
-            keys.push(reservation_key(event, &r.id));
+            keys.push(keys::person(event, &r.person));
+            keys.push(keys::reservation(event, &r.id));
             args.push(r.id.as_str().into());
             args.push(r.work_id.as_str().into());
             args.push(r.state.as_str().into());
             args.push(r.reason.clone().unwrap_or_default().into());
         }
-        let reply = self.eval(&scripts().settle, keys, args).await?;
-        Ok(array(reply).iter().filter_map(Value::as_string).collect())
+        let value = self.run(&self.scripts.settle, keys, args).await?;
+        Ok(array(value).iter().filter_map(Value::as_string).collect())
     }
 
     async fn ack(&self, event: &EventId, work_ids: &[String]) -> Result<(), StoreError> {
         if work_ids.is_empty() {
             return Ok(());
         }
-        let args = work_ids.iter().map(|id| id.as_str().into()).collect();
-        self.eval(&scripts().ack, vec![work_key(event)], {
-            let mut all: Vec<Value> = vec![GROUP.into()];
-            all.extend::<Vec<Value>>(args);
-            all
-        })
-        .await?;
+        let args = std::iter::once(GROUP.into())
+            .chain(work_ids.iter().map(|id| id.as_str().into()))
+            .collect();
+        let _: Value = self
+            .run(&self.scripts.ack, vec![keys::work(event)], args)
+            .await?;
         Ok(())
     }
 
@@ -343,10 +258,10 @@ impl Reservations for RedisStore {
             .collect::<Vec<_>>()
             .join(" ");
         let keys = vec![
-            work_key(event),
-            dead_key(event),
-            person_key(event, &person),
-            reservation_key(event, &id),
+            keys::work(event),
+            keys::dead(event),
+            keys::person(event, &person),
+            keys::reservation(event, &id),
         ];
         let args: Vec<Value> = vec![
             GROUP.into(),
@@ -358,7 +273,7 @@ impl Reservations for RedisStore {
             raw.into(),
             (DEAD_LETTERS_KEPT as i64).into(),
         ];
-        self.eval(&scripts().dead_letter, keys, args).await?;
+        let _: Value = self.run(&self.scripts.dead_letter, keys, args).await?;
         Ok(())
     }
 
@@ -367,15 +282,11 @@ impl Reservations for RedisStore {
         event: &EventId,
         count: usize,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        if !self.client.is_connected() {
-            return Err(StoreError::Unavailable("not connected".into()));
-        }
-        let reply: Value = self
+        let read = self
             .client
-            .xrevrange(dead_key(event), "+", "-", Some(count as u64))
-            .await
-            .map_err(unavailable)?;
-        let mut letters: Vec<DeadLetter> = array(reply)
+            .xrevrange(keys::dead(event), "+", "-", Some(count as u64));
+        let value: Value = self.call("dead_letters", read).await?;
+        let mut letters: Vec<DeadLetter> = array(value)
             .into_iter()
             .filter_map(|entry| {
                 let parts = array(entry);
@@ -395,18 +306,15 @@ impl Reservations for RedisStore {
     }
 
     async fn backlog(&self, event: &EventId) -> Result<Backlog, StoreError> {
-        let reply = self
-            .eval(
-                &scripts().backlog,
-                vec![work_key(event), dead_key(event)],
-                vec![GROUP.into()],
-            )
+        let keys = vec![keys::work(event), keys::dead(event)];
+        let value = self
+            .run(&self.scripts.backlog, keys, vec![GROUP.into()])
             .await?;
-        let parts = array(reply.clone());
-        let n = |i: usize| parts.get(i).and_then(Value::as_u64);
-        match (n(0), n(1), n(2)) {
-            (Some(lag), Some(pending), Some(dead)) => Ok(Backlog { lag, pending, dead }),
-            _ => Err(protocol("backlog", &reply)),
-        }
+        let mut reply = Reply::new("backlog", value)?;
+        Ok(Backlog {
+            lag: reply.int()?,
+            pending: reply.int()?,
+            dead: reply.int()?,
+        })
     }
 }
