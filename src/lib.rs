@@ -8,6 +8,8 @@
 //! - [`http`]: the router, handlers (the waiting-room page among them), extractors and the error policy.
 //! - [`sweeper`]: evicts ghosts in bounded batches, safely on every instance.
 //! - [`metrics`]: the Prometheus registry of an instance.
+//! - [`inventory`]: the database of stock per event and SKU and of applied reservations, with
+//!   its migrations; the admin inventory API and the worker both use it.
 //! - [`sales`]: reservations and inventory as the gateway sees them, and their wiring.
 //! - [`worker`]: applies reservations to the database (conditional writes), with its own
 //!   metrics; `vestibule worker`, or in process with `vestibule run`.
@@ -20,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod inventory;
 pub mod keyfiles;
 pub mod metrics;
 pub mod sales;

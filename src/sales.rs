@@ -1,16 +1,16 @@
-//! Sales: what the gateway needs for reservations and inventory, and the wiring shared by
-//! `vestibule run`, `serve` and `worker`: one store connection serves both the queue
+//! Sales: what the gateway needs for reservations and inventory, and the store wiring shared
+//! by `vestibule run`, `serve` and `worker`: one store connection serves both the queue
 //! ([`Store`]) and reservations ([`Reservations`]).
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::inventory::Database;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::reservations::Reservations;
 use crate::store::Store;
-use crate::worker::db::Database;
 use crate::worker::metrics::WorkerMetrics;
 
 /// Reservations, inventory and the in-process worker's metrics of a gateway.
@@ -43,12 +43,4 @@ pub async fn connect_stores(
             (store.clone(), store)
         }
     })
-}
-
-/// Connects the database (running its migrations).
-pub async fn connect_database(url: &str) -> anyhow::Result<Arc<Database>> {
-    let shown = url.split('@').next_back().unwrap_or(url);
-    Ok(Arc::new(Database::connect(url).await.with_context(
-        || format!("connecting to the database at …{shown}"),
-    )?))
 }

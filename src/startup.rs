@@ -38,7 +38,7 @@ pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
     let state = AppState::new(store, tickets, admissions, options);
     state.enable_sales(crate::sales::Sales {
         reservations,
-        database: crate::sales::connect_database(&config.sales.database.database_url).await?,
+        database: crate::inventory::connect_database(&config.database.database_url).await?,
         worker_metrics: Arc::default(),
     });
     Ok(state)
@@ -129,7 +129,7 @@ pub fn spawn_worker(state: &AppState, config: &GatewayConfig, stop: Cancellation
             sales.reservations.clone(),
             state.store.clone(),
             sales.database.clone(),
-            config.sales.worker.clone(),
+            config.worker.clone(),
             sales.worker_metrics.clone(),
             stop,
         );

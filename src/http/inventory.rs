@@ -1,6 +1,6 @@
 //! Inventory per event and SKU (operators): `PUT` sets the remaining quantity of each SKU
-//! listed, `GET` reads them. Stored in the worker's database, where the worker's conditional
-//! writes take from it.
+//! listed, `GET` reads them. Stored in the inventory database ([`crate::inventory`]), where the
+//! worker's conditional writes take from it.
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -13,8 +13,8 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::AppState;
 use crate::event::EventId;
+use crate::inventory::DbError;
 use crate::store::reservations::valid_sku;
-use crate::worker::db::DbError;
 
 /// Most SKUs in one PUT.
 const MAX_SKUS: usize = 1000;

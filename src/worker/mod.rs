@@ -3,7 +3,7 @@
 //!
 //! - At-least-once delivery, idempotent effects: a redelivered entry finds its row (unique on
 //!   the reservation id) and changes nothing, so crashes anywhere only cost time.
-//! - A batch is one database transaction (see [`db`]); results are written back after the
+//! - A batch is one database transaction (see [`crate::inventory`]); results are written back after the
 //!   commit, then the entries are acknowledged in the same store step.
 //! - Failures: an entry whose own statements failed stays pending and is retried with backoff
 //!   (`next_batch` takes it back after `base * 2^(deliveries-1)`); once it has been delivered
@@ -23,7 +23,6 @@
 //! settled elsewhere (which adds a retry delay to every person with two orders in flight).
 
 pub mod config;
-pub mod db;
 pub mod metrics;
 pub mod process;
 
@@ -33,13 +32,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::config::WorkerArgs;
 use crate::event::EventId;
+use crate::inventory::{Applied, Database, DbError, Outcome};
 use crate::store::reservations::{
     ClaimPolicy, Delivery, Queued, ReservationState, Reservations, Settlement,
 };
 use crate::store::Store;
-use config::WorkerArgs;
-use db::{Applied, Database, DbError, Outcome};
 use metrics::WorkerMetrics;
 
 /// How long an idle worker waits before reading again.

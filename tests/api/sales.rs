@@ -11,16 +11,16 @@ use serde_json::{json, Value};
 use sqlx::{Connection, Row as _};
 use tokio_util::sync::CancellationToken;
 use vestibule::admission::AdmissionKeys;
+use vestibule::config::WorkerArgs;
 use vestibule::event::EventId;
 use vestibule::http::{AppState, Options};
+use vestibule::inventory::Database;
 use vestibule::sales::Sales;
 use vestibule::store::memory::MemoryStore;
 use vestibule::store::redis::RedisStore;
 use vestibule::store::reservations::{Backlog, Reservations};
 use vestibule::store::Store;
 use vestibule::tickets::TicketKeys;
-use vestibule::worker::config::WorkerArgs;
-use vestibule::worker::db::Database;
 use vestibule::worker::metrics::WorkerMetrics;
 
 use crate::helpers::{eventually, temp_dir, Backend, RedisServer, TestApp, ADMIN_TOKEN};
