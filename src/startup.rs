@@ -1,4 +1,5 @@
-//! Wiring: from configuration to a running gateway (store, keys, sweeper, server).
+//! Wiring: from configuration to a running gateway (store, database, keys, the background
+//! tasks, the server).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +10,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{self, AdmissionKeys};
+use crate::app::{AppState, Options, Parts, Stores};
 use crate::config::GatewayConfig;
 use crate::event::{EventConfig, EventId, EventState};
-use crate::http::{self, AppState, Options};
+use crate::http;
+use crate::inventory::connect_database;
 use crate::store::Store;
 use crate::sweeper;
 use crate::tickets::TicketKeys;
@@ -21,7 +24,8 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 /// Builds an instance's state from its configuration.
 pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
-    let (store, reservations) = crate::sales::connect_stores(config.redis_url.as_deref()).await?;
+    let stores = Stores::connect(config.redis_url.as_deref()).await?;
+    let database = connect_database(&config.database.database_url).await?;
     let tickets = TicketKeys::load_or_create(&config.keys_dir)
         .with_context(|| format!("loading keys from {}", config.keys_dir.display()))?;
     let admissions = AdmissionKeys::load_or_create(&config.keys_dir)
@@ -35,13 +39,14 @@ pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
         join_rate_per_client: config.join_rate_per_client,
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    let state = AppState::new(store, tickets, admissions, options);
-    state.enable_sales(crate::sales::Sales {
-        reservations,
-        database: crate::inventory::connect_database(&config.database.database_url).await?,
+    let parts = Parts {
+        stores,
+        database,
         worker_metrics: Arc::default(),
-    });
-    Ok(state)
+        tickets,
+        admissions,
+    };
+    Ok(AppState::new(parts, options))
 }
 
 /// Runs a gateway (API, sweeper) on `listener` until `stop` is cancelled.
@@ -113,25 +118,21 @@ pub async fn shutdown_signal() {
 
 /// Gives a new `demo` event a small inventory, so a reservation can be tried at once.
 pub async fn ensure_demo_inventory(state: &AppState, event: &EventId) -> anyhow::Result<()> {
-    if let Some(sales) = state.sales.get() {
-        sales
-            .database
-            .set_inventory(event, &[("ticket".to_owned(), 100)])
-            .await?;
-    }
+    state
+        .database
+        .set_inventory(event, &[("ticket".to_owned(), 100)])
+        .await?;
     Ok(())
 }
 
 /// Starts the in-process worker(s) of `vestibule run`, counting into the gateway's `/metrics`.
 pub fn spawn_worker(state: &AppState, config: &GatewayConfig, stop: CancellationToken) {
-    if let Some(sales) = state.sales.get() {
-        crate::worker::spawn(
-            sales.reservations.clone(),
-            state.store.clone(),
-            sales.database.clone(),
-            config.worker.clone(),
-            sales.worker_metrics.clone(),
-            stop,
-        );
-    }
+    crate::worker::spawn(
+        state.reservations.clone(),
+        state.store.clone(),
+        state.database.clone(),
+        config.worker.clone(),
+        state.worker_metrics.clone(),
+        stop,
+    );
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::app::AppState;
 use crate::event::EventState;
-use crate::http::AppState;
 use crate::store::SweepOutcome;
 
 /// Who the audit trail names for a scheduled opening.
