@@ -103,8 +103,8 @@ pub struct AppInner {
     pub admissions: AdmissionKeys,
     /// The admin API's bearer token; `None` refuses every admin call.
     pub admin_token: Option<SecretString>,
-    /// This instance's metrics.
-    pub metrics: Metrics,
+    /// This instance's metrics, shared with its sweeper.
+    pub metrics: Arc<Metrics>,
     /// Per-client limit on joins; `None` when disabled.
     pub join_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// This instance's burst limiters on enter, per event; the vip tier bypasses them (never
@@ -134,7 +134,7 @@ impl AppState {
             queue,
             reservations,
         } = parts.stores;
-        let metrics = Metrics::new(queue.collectors());
+        let metrics = Arc::new(Metrics::new(queue.collectors()));
         Self(Arc::new(AppInner {
             store: queue,
             reservations,

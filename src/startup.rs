@@ -49,20 +49,49 @@ pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
     Ok(AppState::new(parts, options))
 }
 
-/// Runs a gateway (API, sweeper) on `listener` until `stop` is cancelled.
+/// Runs a gateway (API, sweeper, key reloads) on `listener` until `stop` is cancelled.
 pub async fn run_gateway(
     state: AppState,
     listener: TcpListener,
     sweep_interval: Duration,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let sweeper = tokio::spawn(sweeper::run(state.clone(), sweep_interval, stop.clone()));
+    let sweeper = tokio::spawn(sweeper::run(
+        state.store.clone(),
+        state.metrics.clone(),
+        sweep_interval,
+        stop.clone(),
+    ));
+    // Pruned as often as ghosts are swept (it used to be part of the sweep round); a client
+    // is forgotten only once its burst has refilled, so this never lets anyone join faster.
+    tokio::spawn(forget_quiet_clients(
+        state.clone(),
+        sweep_interval,
+        stop.clone(),
+    ));
     tokio::spawn(reload_keys(state.clone(), stop.clone()));
     let shutdown = stop.clone().cancelled_owned();
     http::serve(listener, state, shutdown, DRAIN).await?;
     stop.cancel();
     let _ = sweeper.await;
     Ok(())
+}
+
+/// Drops the join limiter's state of clients whose burst has refilled, so the limiter's
+/// memory follows the clients of the last moments, not every address ever seen.
+async fn forget_quiet_clients(state: AppState, interval: Duration, stop: CancellationToken) {
+    let Some(limiter) = &state.join_limiter else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        limiter.retain_recent();
+    }
 }
 
 /// Picks up rotated admission keys without a restart.
