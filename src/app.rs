@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::admission::AdmissionKeys;
 use crate::http::enter_limits::EnterLimits;
@@ -41,12 +41,13 @@ impl Stores {
     }
 
     /// Redis when a URL is given, else the in-process store.
-    pub async fn connect(redis_url: Option<&str>) -> anyhow::Result<Self> {
+    pub async fn connect(redis_url: Option<&SecretString>) -> anyhow::Result<Self> {
         Ok(match redis_url {
             Some(url) => {
-                let store = RedisStore::connect(url)
+                let shown = crate::config::redacted(url);
+                let store = RedisStore::connect(url.expose_secret())
                     .await
-                    .with_context(|| format!("connecting to Redis at {url}"))?;
+                    .with_context(|| format!("connecting to Redis at …{shown}"))?;
                 Self::of(Arc::new(store))
             }
             None => {

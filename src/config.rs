@@ -1,9 +1,12 @@
 //! Configuration: flags or environment (the flag wins), read once at start, failing fast.
+//! Secrets (the admin token, URLs that may carry a password) are [`SecretString`] from the
+//! moment they are parsed, so no `Debug` of a configuration prints them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::store::reservations::ClaimPolicy;
 
@@ -15,12 +18,12 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
 
     /// `redis://…` or `redis-cluster://…`; unset: the embedded in-process store.
-    #[arg(long, env = "VESTIBULE_REDIS_URL")]
-    pub redis_url: Option<String>,
+    #[arg(long, env = "VESTIBULE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretString>,
 
     /// Bearer token of the admin API; unset: the admin API refuses every call.
     #[arg(long, env = "VESTIBULE_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<SecretString>,
 
     /// How often the sweeper evicts ghosts (ms).
     #[arg(long, env = "VESTIBULE_SWEEP_INTERVAL_MS", default_value_t = 1000,
@@ -58,7 +61,7 @@ pub struct DatabaseArgs {
         default_value = "sqlite://vestibule.db",
         hide_env_values = true
     )]
-    pub database_url: String,
+    pub database_url: SecretString,
 }
 
 /// How a worker reads, retries and gives up.
@@ -119,4 +122,11 @@ impl Default for WorkerArgs {
             consumers: 1,
         }
     }
+}
+
+/// What of a URL may be printed: what follows its last `@`, so a password before it never
+/// reaches a log or an error message.
+pub fn redacted(url: &SecretString) -> &str {
+    let url = url.expose_secret();
+    url.split('@').next_back().unwrap_or(url)
 }

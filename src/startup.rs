@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -24,13 +23,13 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 /// Builds an instance's state from its configuration.
 pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
-    let stores = Stores::connect(config.redis_url.as_deref()).await?;
+    let stores = Stores::connect(config.redis_url.as_ref()).await?;
     let database = connect_database(&config.database.database_url).await?;
     let tickets = TicketKeys::load_or_create(&config.keys_dir)
         .with_context(|| format!("loading keys from {}", config.keys_dir.display()))?;
     let admissions = AdmissionKeys::load_or_create(&config.keys_dir)
         .with_context(|| format!("loading admission keys from {}", config.keys_dir.display()))?;
-    let admin_token = config.admin_token.clone().map(SecretString::from);
+    let admin_token = config.admin_token.clone();
     if admin_token.is_none() {
         tracing::warn!("VESTIBULE_ADMIN_TOKEN unset: the admin API refuses every call");
     }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Row};
 
@@ -83,11 +84,13 @@ fn now_ms() -> i64 {
 }
 
 /// Connects the database (running its migrations).
-pub async fn connect_database(url: &str) -> anyhow::Result<Arc<Database>> {
-    let shown = url.split('@').next_back().unwrap_or(url);
-    Ok(Arc::new(Database::connect(url).await.with_context(
-        || format!("connecting to the database at …{shown}"),
-    )?))
+pub async fn connect_database(url: &SecretString) -> anyhow::Result<Arc<Database>> {
+    let shown = crate::config::redacted(url);
+    Ok(Arc::new(
+        Database::connect(url.expose_secret())
+            .await
+            .with_context(|| format!("connecting to the database at …{shown}"))?,
+    ))
 }
 
 impl Database {

@@ -3,14 +3,16 @@
 
 use std::net::SocketAddr;
 
+use secrecy::SecretString;
+
 use crate::config::{DatabaseArgs, WorkerArgs};
 
 /// Settings of `vestibule worker`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct WorkerConfig {
     /// `redis://…` or `redis-cluster://…`: the store the gateways write reservations to.
-    #[arg(long, env = "VESTIBULE_REDIS_URL")]
-    pub redis_url: String,
+    #[arg(long, env = "VESTIBULE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: SecretString,
 
     /// The database.
     #[command(flatten)]
