@@ -180,11 +180,33 @@ impl Worker {
         if deliveries.is_empty() {
             return Ok(0);
         }
-        let label = [event.as_str()];
+        let mine = self.dead_letter_malformed(event, &deliveries).await?;
+        let lanes = self.lanes(event, &mine).await?;
+        let results = self.database.apply_batch(event, &lanes).await?;
+        let settlements = self.settlements(event, &mine, &lanes, results).await?;
+        let written: HashSet<String> = self
+            .reservations
+            .settle(event, &settlements)
+            .await?
+            .into_iter()
+            .collect();
+        self.count_written(event, &lanes, &settlements, &written);
+        self.metrics
+            .batch_seconds
+            .with_label_values(&[event.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(deliveries.len())
+    }
 
-        // Entries that cannot be decoded will never succeed: give them up at once.
+    /// Entries that cannot be decoded will never succeed: gives them up at once (dead-letter
+    /// stream) and answers the others.
+    async fn dead_letter_malformed<'d>(
+        &self,
+        event: &EventId,
+        deliveries: &'d [Delivery],
+    ) -> Result<Vec<&'d Delivery>, StepError> {
         let mut mine: Vec<&Delivery> = Vec::new();
-        for delivery in &deliveries {
+        for delivery in deliveries {
             if delivery.entry.is_some() {
                 mine.push(delivery);
             } else {
@@ -192,14 +214,25 @@ impl Worker {
                 self.reservations
                     .dead_letter(event, delivery, "malformed work entry")
                     .await?;
-                self.metrics.dead_lettered.with_label_values(&label).inc();
+                self.metrics
+                    .dead_lettered
+                    .with_label_values(&[event.as_str()])
+                    .inc();
             }
         }
+        Ok(mine)
+    }
 
-        // Each person's lane: their pending reservations from the oldest up to the newest
-        // one delivered here (help ahead, see the module doc).
+    /// Each person's lane: their pending reservations from the oldest up to the newest one
+    /// delivered here (help ahead, see the module doc). Entries already settled through
+    /// another delivery are acknowledged here and left out.
+    async fn lanes(
+        &self,
+        event: &EventId,
+        mine: &[&Delivery],
+    ) -> Result<Vec<Vec<Queued>>, StepError> {
         let mut people: Vec<String> = Vec::new();
-        for d in &mine {
+        for d in mine {
             let person = d
                 .entry
                 .as_ref()
@@ -225,7 +258,7 @@ impl Worker {
             }
         }
         let in_lanes: HashSet<String> = lanes.iter().flatten().map(|q| q.id.clone()).collect();
-        for d in &mine {
+        for d in mine {
             let Some(q) = &d.entry else { continue };
             if in_lanes.contains(q.id.as_str()) {
                 continue;
@@ -238,9 +271,19 @@ impl Worker {
             }
         }
         self.reservations.ack(event, &stale).await?;
+        Ok(lanes)
+    }
 
-        let results = self.database.apply_batch(event, &lanes).await?;
-
+    /// What to write back from the database's results: every outcome committed, and for an
+    /// entry that failed on its last delivery, what [`Self::give_up`] decides. An entry that
+    /// failed with deliveries left stays pending for a retry.
+    async fn settlements(
+        &self,
+        event: &EventId,
+        mine: &[&Delivery],
+        lanes: &[Vec<Queued>],
+        results: Vec<Vec<Applied>>,
+    ) -> Result<Vec<Settlement>, StepError> {
         let counts: HashMap<&str, u64> = mine
             .iter()
             .filter_map(|d| Some((d.entry.as_ref()?.id.as_str(), d.deliveries)))
@@ -259,31 +302,38 @@ impl Worker {
                         };
                         if n < self.settings.max_deliveries {
                             tracing::warn!(%event, reservation = %q.id, deliveries = n, %cause, "reservation failed; will retry");
-                            self.metrics.retried.with_label_values(&label).inc();
+                            self.metrics
+                                .retried
+                                .with_label_values(&[event.as_str()])
+                                .inc();
                             continue;
                         }
-                        self.give_up(event, &mine, q, &cause, &mut settlements)
+                        self.give_up(event, mine, q, &cause, &mut settlements)
                             .await?;
                     }
                     Applied::Blocked => {}
                 }
             }
         }
-        let written: HashSet<String> = self
-            .reservations
-            .settle(event, &settlements)
-            .await?
-            .into_iter()
-            .collect();
+        Ok(settlements)
+    }
 
-        // Count each result once: where it was written, not where it was (re)applied.
+    /// Counts each result once: where it was `written`, not where it was (re)applied.
+    fn count_written(
+        &self,
+        event: &EventId,
+        lanes: &[Vec<Queued>],
+        settlements: &[Settlement],
+        written: &HashSet<String>,
+    ) {
+        let label = [event.as_str()];
         let now = now_ms();
         let created: HashMap<&str, u64> = lanes
             .iter()
             .flatten()
             .map(|q| (q.id.as_str(), q.created_ms))
             .collect();
-        for s in &settlements {
+        for s in settlements {
             if !written.contains(&s.id) {
                 continue;
             }
@@ -304,11 +354,6 @@ impl Worker {
                     .inc(),
             }
         }
-        self.metrics
-            .batch_seconds
-            .with_label_values(&label)
-            .observe(started.elapsed().as_secs_f64());
-        Ok(deliveries.len())
     }
 
     /// An entry failed for the last time. If an earlier delivery did commit it (and only the
