@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -32,7 +33,7 @@ pub struct AdminArgs {
         hide_env_values = true,
         global = true
     )]
-    pub token: Option<String>,
+    pub token: Option<SecretString>,
 
     /// What to do.
     #[command(subcommand)]
@@ -347,16 +348,18 @@ fn render_audit(answer: &Value) -> String {
 struct Client {
     http: reqwest::Client,
     base: String,
-    token: String,
+    token: SecretString,
 }
 
 impl Client {
-    fn new(url: Url, token: Option<String>) -> Result<Self, AdminError> {
-        let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
-            AdminError::Usage(
-                "no admin token: pass --token or set VESTIBULE_ADMIN_TOKEN".to_owned(),
-            )
-        })?;
+    fn new(url: Url, token: Option<SecretString>) -> Result<Self, AdminError> {
+        let token = token
+            .filter(|t| !t.expose_secret().is_empty())
+            .ok_or_else(|| {
+                AdminError::Usage(
+                    "no admin token: pass --token or set VESTIBULE_ADMIN_TOKEN".to_owned(),
+                )
+            })?;
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
@@ -397,7 +400,10 @@ impl Client {
         url: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), AdminError> {
-        let mut request = self.http.request(method, url).bearer_auth(&self.token);
+        let mut request = self
+            .http
+            .request(method, url)
+            .bearer_auth(self.token.expose_secret());
         if let Some(body) = body {
             request = request.json(body);
         }

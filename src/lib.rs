@@ -7,10 +7,13 @@
 //! - [`tickets`]: queue tickets (HMAC JWTs) that any instance sharing the keys accepts.
 //! - [`admission`]: admission tokens (EdDSA JWTs, JWKS, key rotation) for the sale backend.
 //! - [`keyfiles`]: key files shared through the keys directory.
+//! - [`app`]: the state of a gateway instance, built once from all its parts (both views of
+//!   the store, the inventory database, keys, metrics).
 //! - [`http`]: the router, handlers (the waiting-room page among them), extractors and the error policy.
 //! - [`sweeper`]: evicts ghosts in bounded batches, safely on every instance.
 //! - [`metrics`]: the Prometheus registry of an instance.
-//! - [`sales`]: reservations and inventory as the gateway sees them, and their wiring.
+//! - [`inventory`]: the database of stock per event and SKU and of applied reservations, with
+//!   its migrations; the admin inventory API and the worker both use it.
 //! - [`worker`]: applies reservations to the database (conditional writes), with its own
 //!   metrics; `vestibule worker`, or in process with `vestibule run`.
 //! - [`config`], [`telemetry`], [`startup`], [`clock`]: configuration, logging, wiring, the clock.
@@ -18,14 +21,15 @@
 
 pub mod admin_cli;
 pub mod admission;
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod door;
 pub mod event;
 pub mod http;
+pub mod inventory;
 pub mod keyfiles;
 pub mod metrics;
-pub mod sales;
 pub mod startup;
 pub mod store;
 pub mod sweeper;

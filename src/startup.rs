@@ -1,17 +1,19 @@
-//! Wiring: from configuration to a running gateway (store, keys, sweeper, server).
+//! Wiring: from configuration to a running gateway (store, database, keys, the background
+//! tasks, the server).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{self, AdmissionKeys};
+use crate::app::{AppState, Options, Parts, Stores};
 use crate::config::GatewayConfig;
 use crate::event::{EventConfig, EventId, EventState};
-use crate::http::{self, AppState, Options};
+use crate::http;
+use crate::inventory::connect_database;
 use crate::store::Store;
 use crate::sweeper;
 use crate::tickets::TicketKeys;
@@ -21,12 +23,13 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 /// Builds an instance's state from its configuration.
 pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
-    let (store, reservations) = crate::sales::connect_stores(config.redis_url.as_deref()).await?;
+    let stores = Stores::connect(config.redis_url.as_ref()).await?;
+    let database = connect_database(&config.database.database_url).await?;
     let tickets = TicketKeys::load_or_create(&config.keys_dir)
         .with_context(|| format!("loading keys from {}", config.keys_dir.display()))?;
     let admissions = AdmissionKeys::load_or_create(&config.keys_dir)
         .with_context(|| format!("loading admission keys from {}", config.keys_dir.display()))?;
-    let admin_token = config.admin_token.clone().map(SecretString::from);
+    let admin_token = config.admin_token.clone();
     if admin_token.is_none() {
         tracing::warn!("VESTIBULE_ADMIN_TOKEN unset: the admin API refuses every call");
     }
@@ -35,29 +38,59 @@ pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
         join_rate_per_client: config.join_rate_per_client,
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    let state = AppState::new(store, tickets, admissions, options);
-    state.enable_sales(crate::sales::Sales {
-        reservations,
-        database: crate::sales::connect_database(&config.sales.database.database_url).await?,
+    let parts = Parts {
+        stores,
+        database,
         worker_metrics: Arc::default(),
-    });
-    Ok(state)
+        tickets,
+        admissions,
+    };
+    Ok(AppState::new(parts, options))
 }
 
-/// Runs a gateway (API, sweeper) on `listener` until `stop` is cancelled.
+/// Runs a gateway (API, sweeper, key reloads) on `listener` until `stop` is cancelled.
 pub async fn run_gateway(
     state: AppState,
     listener: TcpListener,
     sweep_interval: Duration,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let sweeper = tokio::spawn(sweeper::run(state.clone(), sweep_interval, stop.clone()));
+    let sweeper = tokio::spawn(sweeper::run(
+        state.store.clone(),
+        state.metrics.clone(),
+        sweep_interval,
+        stop.clone(),
+    ));
+    // Pruned as often as ghosts are swept (it used to be part of the sweep round); a client
+    // is forgotten only once its burst has refilled, so this never lets anyone join faster.
+    tokio::spawn(forget_quiet_clients(
+        state.clone(),
+        sweep_interval,
+        stop.clone(),
+    ));
     tokio::spawn(reload_keys(state.clone(), stop.clone()));
     let shutdown = stop.clone().cancelled_owned();
     http::serve(listener, state, shutdown, DRAIN).await?;
     stop.cancel();
     let _ = sweeper.await;
     Ok(())
+}
+
+/// Drops the join limiter's state of clients whose burst has refilled, so the limiter's
+/// memory follows the clients of the last moments, not every address ever seen.
+async fn forget_quiet_clients(state: AppState, interval: Duration, stop: CancellationToken) {
+    let Some(limiter) = &state.join_limiter else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        limiter.retain_recent();
+    }
 }
 
 /// Picks up rotated admission keys without a restart.
@@ -113,25 +146,21 @@ pub async fn shutdown_signal() {
 
 /// Gives a new `demo` event a small inventory, so a reservation can be tried at once.
 pub async fn ensure_demo_inventory(state: &AppState, event: &EventId) -> anyhow::Result<()> {
-    if let Some(sales) = state.sales.get() {
-        sales
-            .database
-            .set_inventory(event, &[("ticket".to_owned(), 100)])
-            .await?;
-    }
+    state
+        .database
+        .set_inventory(event, &[("ticket".to_owned(), 100)])
+        .await?;
     Ok(())
 }
 
 /// Starts the in-process worker(s) of `vestibule run`, counting into the gateway's `/metrics`.
 pub fn spawn_worker(state: &AppState, config: &GatewayConfig, stop: CancellationToken) {
-    if let Some(sales) = state.sales.get() {
-        crate::worker::spawn(
-            sales.reservations.clone(),
-            state.store.clone(),
-            sales.database.clone(),
-            config.sales.worker.clone(),
-            sales.worker_metrics.clone(),
-            stop,
-        );
-    }
+    crate::worker::spawn(
+        state.reservations.clone(),
+        state.store.clone(),
+        state.database.clone(),
+        config.worker.clone(),
+        state.worker_metrics.clone(),
+        stop,
+    );
 }

@@ -1,14 +1,15 @@
 //! The sweeper: on every instance, evicts ghosts in bounded batches. Safe to run everywhere at
 //! once: each batch is one atomic store step, and a person evicted by one instance is no longer
-//! a candidate for another.
+//! a candidate for another. It needs only the store and the metrics it refreshes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::event::EventState;
-use crate::http::AppState;
-use crate::store::SweepOutcome;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, SweepOutcome};
 
 /// Who the audit trail names for a scheduled opening.
 pub const SCHEDULER: &str = "scheduler";
@@ -21,7 +22,12 @@ pub const BATCH: u32 = 500;
 const MAX_BATCHES_PER_ROUND: u32 = 20;
 
 /// Runs rounds every `interval` until `stop` is cancelled.
-pub async fn run(app: AppState, interval: Duration, stop: CancellationToken) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -29,27 +35,21 @@ pub async fn run(app: AppState, interval: Duration, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        if let Err(err) = round(&app).await {
+        if let Err(err) = round(store.as_ref(), &metrics).await {
             tracing::warn!(error = %err, "sweep round failed; retrying next interval");
         }
     }
 }
 
 /// One round over every event: evict ghosts, then refresh the event's gauges from the store.
-pub async fn round(app: &AppState) -> Result<(), crate::store::StoreError> {
-    if let Some(limiter) = &app.join_limiter {
-        limiter.retain_recent();
-    }
-    for event in app.store.list_events().await? {
+pub async fn round(store: &dyn Store, metrics: &Metrics) -> Result<(), StoreError> {
+    for event in store.list_events().await? {
         let label = [event.as_str()];
         let mut exists = true;
         for _ in 0..MAX_BATCHES_PER_ROUND {
-            match app.store.sweep(&event, BATCH).await? {
+            match store.sweep(&event, BATCH).await? {
                 SweepOutcome::Swept { evicted, .. } => {
-                    app.metrics
-                        .evicted
-                        .with_label_values(&label)
-                        .inc_by(evicted);
+                    metrics.evicted.with_label_values(&label).inc_by(evicted);
                     if evicted > 0 {
                         tracing::debug!(%event, evicted, "evicted ghosts");
                     }
@@ -63,10 +63,10 @@ pub async fn round(app: &AppState) -> Result<(), crate::store::StoreError> {
                 }
             }
         }
-        let mut config = match app.store.get_event(&event).await? {
+        let mut config = match store.get_event(&event).await? {
             Some(config) if exists => config,
             _ => {
-                app.metrics.forget_event(event.as_str());
+                metrics.forget_event(event.as_str());
                 continue;
             }
         };
@@ -76,25 +76,30 @@ pub async fn round(app: &AppState) -> Result<(), crate::store::StoreError> {
             // state say so too, with an audit entry. Several instances may race here: the
             // later writes change nothing and add no entry.
             config.state = state_now;
-            let change = app.store.put_event(&event, &config, SCHEDULER).await?;
+            let change = store.put_event(&event, &config, SCHEDULER).await?;
             tracing::info!(%event, version = change.version, "scheduled event opened");
         }
-        let figures = app.store.figures(&event).await?;
-        let m = &app.metrics;
-        m.queue_waiting
+        let figures = store.figures(&event).await?;
+        metrics
+            .queue_waiting
             .with_label_values(&label)
             .set(figures.waiting as i64);
-        m.active
+        metrics
+            .active
             .with_label_values(&label)
             .set(figures.active as i64);
-        m.max_active
+        metrics
+            .max_active
             .with_label_values(&label)
             .set(config.max_active as i64);
         let open = state_now == EventState::Open;
-        m.door_rate
-            .with_label_values(&label)
-            .set(if open { config.admission_rate } else { 0.0 });
-        m.outflow
+        metrics.door_rate.with_label_values(&label).set(if open {
+            config.admission_rate
+        } else {
+            0.0
+        });
+        metrics
+            .outflow
             .with_label_values(&label)
             .set(figures.admitted_last_minute as f64 / 60.0);
     }

@@ -27,9 +27,9 @@ use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 use vestibule::admission::AdmissionKeys;
-use vestibule::http::{AppState, Options};
+use vestibule::app::{AppState, Options, Parts, Stores};
+use vestibule::inventory::Database;
 use vestibule::store::memory::MemoryStore;
-use vestibule::store::Store;
 use vestibule::tickets::TicketKeys;
 
 const ADMIN_TOKEN: &str = "browser-test-admin";
@@ -77,8 +77,9 @@ struct Gateway {
 }
 
 impl Gateway {
-    /// Starts a gateway over `store` and the keys in `keys`, on `port` (0: any free port).
-    fn start(store: Arc<dyn Store>, keys: &Path, port: u16) -> Self {
+    /// Starts a gateway over `stores` and the keys in `keys` (its inventory database beside
+    /// them), on `port` (0: any free port).
+    fn start(stores: Stores, keys: &Path, port: u16) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -94,15 +95,19 @@ impl Gateway {
             })
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = AppState::new(
-            store,
-            TicketKeys::load_or_create(keys).unwrap(),
-            AdmissionKeys::load_or_create(keys).unwrap(),
-            Options {
-                admin_token: Some(ADMIN_TOKEN.to_owned().into()),
-                ..Options::default()
-            },
-        );
+        let database_url = format!("sqlite://{}", keys.join("inventory.db").display());
+        let parts = Parts {
+            stores,
+            database: Arc::new(runtime.block_on(Database::connect(&database_url)).unwrap()),
+            worker_metrics: Arc::default(),
+            tickets: TicketKeys::load_or_create(keys).unwrap(),
+            admissions: AdmissionKeys::load_or_create(keys).unwrap(),
+        };
+        let options = Options {
+            admin_token: Some(ADMIN_TOKEN.to_owned().into()),
+            ..Options::default()
+        };
+        let state = AppState::new(parts, options);
         let stop = CancellationToken::new();
         runtime.spawn(vestibule::startup::run_gateway(
             state,
@@ -143,7 +148,7 @@ struct Harness {
     /// Runs the sale site and this test's own HTTP calls.
     rt: Runtime,
     http: reqwest::Client,
-    store: Arc<dyn Store>,
+    stores: Stores,
     keys: PathBuf,
     gateway: Gateway,
     shop: SocketAddr,
@@ -160,14 +165,14 @@ impl Harness {
             .unwrap();
         let keys = std::env::temp_dir().join(format!("vst-browser-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&keys).unwrap();
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-        let gateway = Gateway::start(store.clone(), &keys, 0);
+        let stores = Stores::of(Arc::new(MemoryStore::default()));
+        let gateway = Gateway::start(stores.clone(), &keys, 0);
         let shop_log = Arc::new(Mutex::new(Vec::new()));
         let shop = rt.block_on(shop(shop_log.clone()));
         Self {
             rt,
             http: reqwest::Client::new(),
-            store,
+            stores,
             keys,
             gateway,
             shop,
@@ -488,7 +493,7 @@ fn the_page_says_when_the_connection_is_lost_and_recovers_when_the_gateway_is_ba
         Some("restore") => {
             // Same port, same store, same keys: a restarted instance.
             let port = h.gateway.addr.port();
-            h.gateway = Gateway::start(h.store.clone(), &h.keys, port);
+            h.gateway = Gateway::start(h.stores.clone(), &h.keys, port);
         }
         Some("advance") => {
             h.admin_put("cut", json!({"admission_rate": 20}));

@@ -22,8 +22,9 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 use serde_json::json;
 use tower::ServiceExt;
+use vestibule::app::{AppState, Parts, Stores};
 use vestibule::event::{EventConfig, EventId, EventState};
-use vestibule::http::AppState;
+use vestibule::inventory::Database;
 use vestibule::store::memory::MemoryStore;
 use vestibule::store::redis::RedisStore;
 use vestibule::store::{JoinOutcome, Person, Store};
@@ -36,8 +37,8 @@ async fn main() {
     let redis_url = std::env::args().nth(1);
     let event = EventId::parse("costs").unwrap();
 
-    let memory: Arc<dyn Store> = Arc::new(MemoryStore::default());
-    let (state, ticket, seq) = gateway(memory.clone(), &event).await;
+    let memory = Arc::new(MemoryStore::default());
+    let (state, ticket, seq) = gateway(Stores::of(memory.clone()), &event).await;
     let keys = TicketKeys::from_secret(b"costs");
     let own_ticket = {
         let JoinOutcome::Placed { place, .. } = memory.join(&event, &person("q")).await.unwrap()
@@ -113,8 +114,9 @@ async fn main() {
 }
 
 async fn redis_costs(url: &str, event: &EventId) {
-    let store: Arc<dyn Store> = Arc::new(RedisStore::connect(url).await.unwrap());
-    let (state, ticket, seq) = gateway(store.clone(), event).await;
+    let redis = Arc::new(RedisStore::connect(url).await.unwrap());
+    let store: Arc<dyn Store> = redis.clone();
+    let (state, ticket, seq) = gateway(Stores::of(redis), event).await;
     let client = Builder::from_config(Config::from_url(url).unwrap())
         .build()
         .unwrap();
@@ -161,8 +163,9 @@ async fn redis_costs(url: &str, event: &EventId) {
     .await;
 }
 
-/// A gateway state over `store` with an open event and one waiting person `p`.
-async fn gateway(store: Arc<dyn Store>, event: &EventId) -> (AppState, String, u64) {
+/// A gateway state over `stores` with an open event and one waiting person `p`.
+async fn gateway(stores: Stores, event: &EventId) -> (AppState, String, u64) {
+    let store = &stores.queue;
     let config = EventConfig {
         state: EventState::Open,
         heartbeat_ttl_secs: 3600,
@@ -176,7 +179,15 @@ async fn gateway(store: Arc<dyn Store>, event: &EventId) -> (AppState, String, u
     let ticket = tickets.issue(event, "p", &place);
     let keys_dir = std::env::temp_dir().join(format!("vst-costs-{}", std::process::id()));
     let admissions = vestibule::admission::AdmissionKeys::load_or_create(&keys_dir).unwrap();
-    let state = AppState::new(store, tickets, admissions, Default::default());
+    let database_url = format!("sqlite://{}", keys_dir.join("inventory.db").display());
+    let parts = Parts {
+        stores,
+        database: Arc::new(Database::connect(&database_url).await.unwrap()),
+        worker_metrics: Arc::default(),
+        tickets,
+        admissions,
+    };
+    let state = AppState::new(parts, Default::default());
     (state, ticket, place.seq)
 }
 

@@ -21,15 +21,14 @@ use base64::Engine;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use vestibule::admission::AdmissionKeys;
-use vestibule::http::{AppState, Options};
-use vestibule::sales::Sales;
+use vestibule::app::{AppState, Options, Parts, Stores};
+use vestibule::config::WorkerArgs;
+use vestibule::inventory::Database;
 use vestibule::store::memory::MemoryStore;
 use vestibule::store::redis::RedisStore;
 use vestibule::store::reservations::Reservations;
 use vestibule::store::Store;
 use vestibule::tickets::TicketKeys;
-use vestibule::worker::config::WorkerArgs;
-use vestibule::worker::db::Database;
 use vestibule::worker::metrics::WorkerMetrics;
 use vestibule_loadtest::report::SaleReport;
 use vestibule_loadtest::sale::{self, Curve, SaleArgs};
@@ -274,21 +273,24 @@ impl Gateway {
     /// `vestibule run`).
     async fn spawn(store: Arc<dyn Store>, reservations: Arc<dyn Reservations>) -> Self {
         let keys_dir = temp_dir("keys");
-        let tickets = TicketKeys::load_or_create(&keys_dir).unwrap();
-        let admissions = AdmissionKeys::load_or_create(&keys_dir).unwrap();
+        let db = format!("sqlite://{}", keys_dir.join("sales.db").display());
+        let database = Arc::new(Database::connect(&db).await.unwrap());
+        let metrics = Arc::new(WorkerMetrics::new());
+        let parts = Parts {
+            stores: Stores {
+                queue: store.clone(),
+                reservations: reservations.clone(),
+            },
+            database: database.clone(),
+            worker_metrics: metrics.clone(),
+            tickets: TicketKeys::load_or_create(&keys_dir).unwrap(),
+            admissions: AdmissionKeys::load_or_create(&keys_dir).unwrap(),
+        };
         let options = Options {
             admin_token: Some(ADMIN_TOKEN.to_owned().into()),
             ..Options::default()
         };
-        let state = AppState::new(store.clone(), tickets, admissions, options);
-        let db = format!("sqlite://{}", keys_dir.join("sales.db").display());
-        let database = Arc::new(Database::connect(&db).await.unwrap());
-        let metrics = Arc::new(WorkerMetrics::new());
-        assert!(state.enable_sales(Sales {
-            reservations: reservations.clone(),
-            database: database.clone(),
-            worker_metrics: metrics.clone(),
-        }));
+        let state = AppState::new(parts, options);
         let stop = CancellationToken::new();
         vestibule::worker::spawn(
             reservations,

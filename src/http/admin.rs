@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{bearer, ApiJson};
-use super::AppState;
+use crate::app::AppState;
 use crate::event::{EventConfig, EventId, EventUpdate};
 
 /// Proof that the request carries the admin token (compared in constant time), and the id

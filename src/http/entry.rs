@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, BearerOrQuery};
 use super::queue::{gone_error, no_place, no_store, superseded, verify};
-use super::AppState;
 use crate::admission::AdmissionClaims;
+use crate::app::AppState;
 use crate::event::EventId;
 use crate::store::EnterOutcome;
 

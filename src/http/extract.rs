@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::AppState;
+use crate::app::AppState;
 
 /// A JSON body: malformed → 400 `invalid_request`, wrong or unknown field → 422 `invalid_field`
 /// naming the field, too large → 413 `payload_too_large`.

@@ -1,6 +1,6 @@
 //! Inventory per event and SKU (operators): `PUT` sets the remaining quantity of each SKU
-//! listed, `GET` reads them. Stored in the worker's database, where the worker's conditional
-//! writes take from it.
+//! listed, `GET` reads them. Stored in the inventory database ([`crate::inventory`]), where the
+//! worker's conditional writes take from it.
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -11,10 +11,10 @@ use serde_json::json;
 use super::admin::Admin;
 use super::error::ApiError;
 use super::extract::ApiJson;
-use super::AppState;
+use crate::app::AppState;
 use crate::event::EventId;
+use crate::inventory::DbError;
 use crate::store::reservations::valid_sku;
-use crate::worker::db::DbError;
 
 /// Most SKUs in one PUT.
 const MAX_SKUS: usize = 1000;
@@ -88,8 +88,7 @@ async fn known_event(app: &AppState, raw: &str) -> Result<EventId, ApiError> {
 }
 
 async fn answer(app: &AppState, event: &EventId) -> Result<Response, ApiError> {
-    let sales = app.sales_or_unavailable()?;
-    let items: Vec<_> = sales
+    let items: Vec<_> = app
         .database
         .inventory(event)
         .await
@@ -122,9 +121,7 @@ pub async fn put_inventory(
 ) -> Result<Response, ApiError> {
     let items = validate(body)?;
     let event = known_event(&app, &raw).await?;
-    let sales = app.sales_or_unavailable()?;
-    sales
-        .database
+    app.database
         .set_inventory(&event, &items)
         .await
         .map_err(db_error)?;

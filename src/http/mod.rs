@@ -1,8 +1,9 @@
 //! The HTTP edge: the router ([`app`]), serving with graceful shutdown ([`serve`]), and the
-//! middleware every route shares (metrics by matched path, a time budget, JSON errors).
+//! middleware every route shares (metrics by matched path, a time budget, JSON errors). The
+//! state the handlers share is [`crate::app::AppState`].
 
 mod admin;
-mod enter_limits;
+pub(crate) mod enter_limits;
 mod entry;
 pub mod error;
 mod extract;
@@ -15,8 +16,6 @@ mod reservations;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -25,17 +24,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use ipnet::IpNet;
-use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::admission::AdmissionKeys;
-use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::tickets::TicketKeys;
+use crate::app::AppState;
 use error::ApiError;
 
 /// Largest request body accepted (bytes). Every body of this API is a small JSON object.
@@ -43,81 +36,6 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Time budget of one request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Shared state of a gateway instance.
-#[derive(Clone)]
-pub struct AppState(Arc<AppInner>);
-
-/// What [`AppState`] holds.
-pub struct AppInner {
-    /// The queue store.
-    pub store: Arc<dyn Store>,
-    /// Queue ticket keys.
-    pub tickets: TicketKeys,
-    /// Admission token keys.
-    pub admissions: AdmissionKeys,
-    /// The admin API's bearer token; `None` refuses every admin call.
-    pub admin_token: Option<SecretString>,
-    /// This instance's metrics.
-    pub metrics: Metrics,
-    /// Per-client limit on joins; `None` when disabled.
-    pub join_limiter: Option<DefaultKeyedRateLimiter<std::net::IpAddr>>,
-    /// This instance's burst limiters on enter, per event; the vip tier bypasses them (never
-    /// the door).
-    pub enter_limits: enter_limits::EnterLimits,
-    /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpNet>,
-    /// Reservations and inventory, set once at start ([`AppState::enable_sales`]); unset,
-    /// their routes answer 503.
-    pub sales: std::sync::OnceLock<crate::sales::Sales>,
-}
-
-/// Tunables of an instance (not of an event).
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    /// The admin API's bearer token; `None` refuses every admin call.
-    pub admin_token: Option<SecretString>,
-    /// Joins per second per client address (burst twice that); 0 disables the limit.
-    pub join_rate_per_client: u32,
-    /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpNet>,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = AppInner;
-
-    fn deref(&self) -> &AppInner {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// Builds the state of an instance.
-    pub fn new(
-        store: Arc<dyn Store>,
-        tickets: TicketKeys,
-        admissions: AdmissionKeys,
-        options: Options,
-    ) -> Self {
-        let join_limiter = NonZeroU32::new(options.join_rate_per_client).map(|rate| {
-            // A burst of twice the rate lets a household behind one address join together.
-            let burst = rate.saturating_mul(NonZeroU32::MIN.saturating_add(1));
-            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-        });
-        let metrics = Metrics::new(store.collectors());
-        Self(Arc::new(AppInner {
-            store,
-            tickets,
-            admissions,
-            admin_token: options.admin_token,
-            metrics,
-            join_limiter,
-            enter_limits: enter_limits::EnterLimits::default(),
-            trusted_proxies: options.trusted_proxies,
-            sales: std::sync::OnceLock::new(),
-        }))
-    }
-}
 
 /// The router, without serving: tests call it in process.
 pub fn app(state: AppState) -> Router {

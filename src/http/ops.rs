@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::error::{ApiError, ErrorBody};
-use super::AppState;
+use crate::app::AppState;
 
 #[utoipa::path(get, path = "/healthz", tag = "ops",
     responses((status = 200, description = "The process is up", body = Object)))]
@@ -32,9 +32,7 @@ pub async fn readyz(State(app): State<AppState>) -> Result<impl IntoResponse, Ap
 /// `GET /metrics`: Prometheus text format (with the in-process worker's, if any).
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let mut text = app.metrics.render();
-    if let Some(sales) = app.sales.get() {
-        text.push_str(&sales.worker_metrics.render());
-    }
+    text.push_str(&app.worker_metrics.render());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

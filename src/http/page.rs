@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::AppState;
+use crate::app::AppState;
 use crate::event::{EventId, PAGE_LANGUAGES};
 
 const WAIT_HTML: &str = include_str!("../page/wait.html");

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{bearer, parse_json, BearerOrQuery, ClientIp};
-use super::AppState;
+use crate::app::AppState;
 use crate::event::{EventId, Tier};
 use crate::metrics::UNKNOWN_EVENT;
 use crate::store::{Gone, JoinOutcome, LeaveOutcome, Person, Presence, StatusOutcome};

@@ -12,10 +12,9 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::extract::{bearer, ApiJson};
-use super::AppState;
 use crate::admission::AdmissionClaims;
+use crate::app::AppState;
 use crate::event::EventId;
-use crate::sales::Sales;
 use crate::store::reservations::{
     encode_items, valid_sku, Item, NewReservation, Reservation, ReserveOutcome, MAX_ITEMS,
     MAX_QUANTITY,
@@ -23,23 +22,6 @@ use crate::store::reservations::{
 
 /// Longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 128;
-
-// === impl AppState ===
-
-impl AppState {
-    /// Turns reservations and inventory on; answers false if they already were.
-    pub fn enable_sales(&self, sales: Sales) -> bool {
-        self.sales.set(sales).is_ok()
-    }
-
-    /// Reservations and inventory, or 503 when this instance was built without them.
-    pub(super) fn sales_or_unavailable(&self) -> Result<&Sales, ApiError> {
-        self.sales.get().ok_or_else(|| {
-            tracing::error!("reservations are not enabled on this instance");
-            ApiError::Unavailable
-        })
-    }
-}
 
 // === extractors ===
 
@@ -201,7 +183,6 @@ pub async fn reserve(
     ApiJson(body): ApiJson<ReserveBody>,
 ) -> Result<Response, ApiError> {
     let items = validate(body)?;
-    let sales = app.sales_or_unavailable()?;
     let new = NewReservation {
         id: uuid::Uuid::new_v4().simple().to_string(),
         person: claims.sub.clone(),
@@ -209,7 +190,7 @@ pub async fn reserve(
         body_hash: body_hash(&items),
         items,
     };
-    let (id, fresh) = match sales.reservations.reserve(&event, &new).await? {
+    let (id, fresh) = match app.reservations.reserve(&event, &new).await? {
         ReserveOutcome::Accepted { id, new } => (id, new),
         ReserveOutcome::Conflict => return Err(ApiError::IdempotencyConflict),
         ReserveOutcome::TooManyOpen => return Err(ApiError::TooManyReservations),
@@ -219,7 +200,7 @@ pub async fn reserve(
         tracing::info!(%event, reservation = %id, "reservation recorded");
         json!({ "reservation_id": id, "event_id": event, "state": "pending" })
     } else {
-        match sales.reservations.reservation(&event, &id).await? {
+        match app.reservations.reservation(&event, &id).await? {
             Some(reservation) => view(&event, &reservation),
             None => json!({ "reservation_id": id, "event_id": event, "state": "pending" }),
         }
@@ -252,8 +233,7 @@ pub async fn get(
     if !well_formed {
         return Err(ApiError::ReservationNotFound);
     }
-    let sales = app.sales_or_unavailable()?;
-    let reservation = sales
+    let reservation = app
         .reservations
         .reservation(&event, &id)
         .await?

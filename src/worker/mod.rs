@@ -3,7 +3,7 @@
 //!
 //! - At-least-once delivery, idempotent effects: a redelivered entry finds its row (unique on
 //!   the reservation id) and changes nothing, so crashes anywhere only cost time.
-//! - A batch is one database transaction (see [`db`]); results are written back after the
+//! - A batch is one database transaction (see [`crate::inventory`]); results are written back after the
 //!   commit, then the entries are acknowledged in the same store step.
 //! - Failures: an entry whose own statements failed stays pending and is retried with backoff
 //!   (`next_batch` takes it back after `base * 2^(deliveries-1)`); once it has been delivered
@@ -23,7 +23,6 @@
 //! settled elsewhere (which adds a retry delay to every person with two orders in flight).
 
 pub mod config;
-pub mod db;
 pub mod metrics;
 pub mod process;
 
@@ -33,13 +32,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::config::WorkerArgs;
 use crate::event::EventId;
+use crate::inventory::{Applied, Database, DbError, Outcome};
 use crate::store::reservations::{
     ClaimPolicy, Delivery, Queued, ReservationState, Reservations, Settlement,
 };
 use crate::store::Store;
-use config::WorkerArgs;
-use db::{Applied, Database, DbError, Outcome};
 use metrics::WorkerMetrics;
 
 /// How long an idle worker waits before reading again.
@@ -181,11 +180,33 @@ impl Worker {
         if deliveries.is_empty() {
             return Ok(0);
         }
-        let label = [event.as_str()];
+        let mine = self.dead_letter_malformed(event, &deliveries).await?;
+        let lanes = self.lanes(event, &mine).await?;
+        let results = self.database.apply_batch(event, &lanes).await?;
+        let settlements = self.settlements(event, &mine, &lanes, results).await?;
+        let written: HashSet<String> = self
+            .reservations
+            .settle(event, &settlements)
+            .await?
+            .into_iter()
+            .collect();
+        self.count_written(event, &lanes, &settlements, &written);
+        self.metrics
+            .batch_seconds
+            .with_label_values(&[event.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(deliveries.len())
+    }
 
-        // Entries that cannot be decoded will never succeed: give them up at once.
+    /// Entries that cannot be decoded will never succeed: gives them up at once (dead-letter
+    /// stream) and answers the others.
+    async fn dead_letter_malformed<'d>(
+        &self,
+        event: &EventId,
+        deliveries: &'d [Delivery],
+    ) -> Result<Vec<&'d Delivery>, StepError> {
         let mut mine: Vec<&Delivery> = Vec::new();
-        for delivery in &deliveries {
+        for delivery in deliveries {
             if delivery.entry.is_some() {
                 mine.push(delivery);
             } else {
@@ -193,14 +214,25 @@ impl Worker {
                 self.reservations
                     .dead_letter(event, delivery, "malformed work entry")
                     .await?;
-                self.metrics.dead_lettered.with_label_values(&label).inc();
+                self.metrics
+                    .dead_lettered
+                    .with_label_values(&[event.as_str()])
+                    .inc();
             }
         }
+        Ok(mine)
+    }
 
-        // Each person's lane: their pending reservations from the oldest up to the newest
-        // one delivered here (help ahead, see the module doc).
+    /// Each person's lane: their pending reservations from the oldest up to the newest one
+    /// delivered here (help ahead, see the module doc). Entries already settled through
+    /// another delivery are acknowledged here and left out.
+    async fn lanes(
+        &self,
+        event: &EventId,
+        mine: &[&Delivery],
+    ) -> Result<Vec<Vec<Queued>>, StepError> {
         let mut people: Vec<String> = Vec::new();
-        for d in &mine {
+        for d in mine {
             let person = d
                 .entry
                 .as_ref()
@@ -226,7 +258,7 @@ impl Worker {
             }
         }
         let in_lanes: HashSet<String> = lanes.iter().flatten().map(|q| q.id.clone()).collect();
-        for d in &mine {
+        for d in mine {
             let Some(q) = &d.entry else { continue };
             if in_lanes.contains(q.id.as_str()) {
                 continue;
@@ -239,9 +271,19 @@ impl Worker {
             }
         }
         self.reservations.ack(event, &stale).await?;
+        Ok(lanes)
+    }
 
-        let results = self.database.apply_batch(event, &lanes).await?;
-
+    /// What to write back from the database's results: every outcome committed, and for an
+    /// entry that failed on its last delivery, what [`Self::give_up`] decides. An entry that
+    /// failed with deliveries left stays pending for a retry.
+    async fn settlements(
+        &self,
+        event: &EventId,
+        mine: &[&Delivery],
+        lanes: &[Vec<Queued>],
+        results: Vec<Vec<Applied>>,
+    ) -> Result<Vec<Settlement>, StepError> {
         let counts: HashMap<&str, u64> = mine
             .iter()
             .filter_map(|d| Some((d.entry.as_ref()?.id.as_str(), d.deliveries)))
@@ -260,31 +302,38 @@ impl Worker {
                         };
                         if n < self.settings.max_deliveries {
                             tracing::warn!(%event, reservation = %q.id, deliveries = n, %cause, "reservation failed; will retry");
-                            self.metrics.retried.with_label_values(&label).inc();
+                            self.metrics
+                                .retried
+                                .with_label_values(&[event.as_str()])
+                                .inc();
                             continue;
                         }
-                        self.give_up(event, &mine, q, &cause, &mut settlements)
+                        self.give_up(event, mine, q, &cause, &mut settlements)
                             .await?;
                     }
                     Applied::Blocked => {}
                 }
             }
         }
-        let written: HashSet<String> = self
-            .reservations
-            .settle(event, &settlements)
-            .await?
-            .into_iter()
-            .collect();
+        Ok(settlements)
+    }
 
-        // Count each result once: where it was written, not where it was (re)applied.
+    /// Counts each result once: where it was `written`, not where it was (re)applied.
+    fn count_written(
+        &self,
+        event: &EventId,
+        lanes: &[Vec<Queued>],
+        settlements: &[Settlement],
+        written: &HashSet<String>,
+    ) {
+        let label = [event.as_str()];
         let now = now_ms();
         let created: HashMap<&str, u64> = lanes
             .iter()
             .flatten()
             .map(|q| (q.id.as_str(), q.created_ms))
             .collect();
-        for s in &settlements {
+        for s in settlements {
             if !written.contains(&s.id) {
                 continue;
             }
@@ -305,11 +354,6 @@ impl Worker {
                     .inc(),
             }
         }
-        self.metrics
-            .batch_seconds
-            .with_label_values(&label)
-            .observe(started.elapsed().as_secs_f64());
-        Ok(deliveries.len())
     }
 
     /// An entry failed for the last time. If an earlier delivery did commit it (and only the

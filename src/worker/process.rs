@@ -15,12 +15,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::WorkerConfig;
 use super::metrics::WorkerMetrics;
+use crate::app::Stores;
+use crate::inventory::connect_database;
 
 /// Runs `settings.consumers` workers and the metrics listener until `stop` is cancelled; the
 /// batches in flight finish first.
 pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Result<()> {
-    let (store, reservations) = crate::sales::connect_stores(Some(&config.redis_url)).await?;
-    let database = crate::sales::connect_database(&config.database.database_url).await?;
+    let stores = Stores::connect(Some(&config.redis_url)).await?;
+    let database = connect_database(&config.database.database_url).await?;
     let metrics = Arc::new(WorkerMetrics::new());
     let listener = TcpListener::bind(config.metrics_listen)
         .await
@@ -40,8 +42,8 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
             .await
     });
     let workers = super::spawn(
-        reservations,
-        store,
+        stores.reservations,
+        stores.queue,
         database,
         config.worker.clone(),
         metrics,

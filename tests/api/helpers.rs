@@ -11,7 +11,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use vestibule::admission::AdmissionKeys;
-use vestibule::http::{AppState, Options};
+use vestibule::app::{AppState, Options, Parts, Stores};
+use vestibule::inventory::Database;
 use vestibule::store::memory::MemoryStore;
 use vestibule::store::redis::RedisStore;
 use vestibule::store::Store;
@@ -247,17 +248,17 @@ impl TestApp {
         let keys_dir = temp_dir("keys");
         match backend {
             Backend::Memory => {
-                Self::spawn_with(Arc::new(MemoryStore::default()), keys_dir, None).await
+                Self::spawn_with(Stores::of(Arc::new(MemoryStore::default())), keys_dir, None).await
             }
             Backend::Redis => {
                 let redis = RedisServer::start();
-                let store = connect(&redis.url()).await;
-                Self::spawn_with(store, keys_dir, Some(redis)).await
+                let stores = connect_stores(&redis.url()).await;
+                Self::spawn_with(stores, keys_dir, Some(redis)).await
             }
             Backend::Cluster => {
                 let cluster = RedisCluster::start();
-                let store = connect(&cluster.url()).await;
-                let mut app = Self::spawn_with(store, keys_dir, None).await;
+                let stores = connect_stores(&cluster.url()).await;
+                let mut app = Self::spawn_with(stores, keys_dir, None).await;
                 app.cluster = Some(cluster);
                 app
             }
@@ -273,11 +274,11 @@ impl TestApp {
             Backend::Redis => Some(redis.insert(RedisServer::start()).url()),
             Backend::Cluster => Some(cluster.insert(RedisCluster::start()).url()),
         };
-        let (first, second): (Arc<dyn Store>, Arc<dyn Store>) = match url {
-            Some(url) => (connect(&url).await, connect(&url).await),
+        let (first, second) = match url {
+            Some(url) => (connect_stores(&url).await, connect_stores(&url).await),
             None => {
-                let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-                (store.clone(), store)
+                let stores = Stores::of(Arc::new(MemoryStore::default()));
+                (stores.clone(), stores)
             }
         };
         let mut a = Self::spawn_with(first, keys_dir.clone(), redis).await;
@@ -286,33 +287,36 @@ impl TestApp {
         (a, b)
     }
 
-    /// A gateway over a given store and keys directory (two instances share both).
-    pub async fn spawn_with(
-        store: Arc<dyn Store>,
-        keys_dir: PathBuf,
-        redis: Option<RedisServer>,
-    ) -> Self {
-        Self::spawn_with_options(store, keys_dir, redis, Options::default()).await
+    /// A gateway over a given store and keys directory (two instances share both, and the
+    /// inventory database kept beside the keys).
+    pub async fn spawn_with(stores: Stores, keys_dir: PathBuf, redis: Option<RedisServer>) -> Self {
+        Self::spawn_with_options(stores, keys_dir, redis, Options::default()).await
     }
 
     /// As [`Self::spawn_with`], with instance options (the admin token is always set).
     pub async fn spawn_with_options(
-        store: Arc<dyn Store>,
+        stores: Stores,
         keys_dir: PathBuf,
         redis: Option<RedisServer>,
         options: Options,
     ) -> Self {
-        let tickets = TicketKeys::load_or_create(&keys_dir).expect("keys");
-        let admissions = AdmissionKeys::load_or_create(&keys_dir).expect("admission keys");
+        // Every gateway has its inventory database: a SQLite file removed with the keys.
+        let database_url = format!("sqlite://{}", keys_dir.join("inventory.db").display());
+        let parts = Parts {
+            stores,
+            database: Arc::new(Database::connect(&database_url).await.expect("database")),
+            worker_metrics: Arc::default(),
+            tickets: TicketKeys::load_or_create(&keys_dir).expect("keys"),
+            admissions: AdmissionKeys::load_or_create(&keys_dir).expect("admission keys"),
+        };
         let options = Options {
             admin_token: Some(ADMIN_TOKEN.to_owned().into()),
             ..options
         };
-        let state = AppState::new(store, tickets, admissions, options);
-        Self::spawn_state(state, keys_dir, redis).await
+        Self::spawn_state(AppState::new(parts, options), keys_dir, redis).await
     }
 
-    /// A gateway over a state built by the caller (e.g. with reservations enabled).
+    /// A gateway over a state built by the caller (e.g. with its own database and workers).
     pub async fn spawn_state(
         state: AppState,
         keys_dir: PathBuf,
@@ -479,6 +483,13 @@ impl Drop for TestApp {
 
 pub async fn connect(url: &str) -> Arc<dyn Store> {
     Arc::new(RedisStore::connect(url).await.expect("redis store"))
+}
+
+/// Both views of a new connection to the Redis at `url`.
+pub async fn connect_stores(url: &str) -> Stores {
+    Stores::of(Arc::new(
+        RedisStore::connect(url).await.expect("redis store"),
+    ))
 }
 
 /// What a join answered.

@@ -11,16 +11,15 @@ use serde_json::{json, Value};
 use sqlx::{Connection, Row as _};
 use tokio_util::sync::CancellationToken;
 use vestibule::admission::AdmissionKeys;
+use vestibule::app::{AppState, Options, Parts, Stores};
+use vestibule::config::WorkerArgs;
 use vestibule::event::EventId;
-use vestibule::http::{AppState, Options};
-use vestibule::sales::Sales;
+use vestibule::inventory::Database;
 use vestibule::store::memory::MemoryStore;
 use vestibule::store::redis::RedisStore;
 use vestibule::store::reservations::{Backlog, Reservations};
 use vestibule::store::Store;
 use vestibule::tickets::TicketKeys;
-use vestibule::worker::config::WorkerArgs;
-use vestibule::worker::db::Database;
 use vestibule::worker::metrics::WorkerMetrics;
 
 use crate::helpers::{eventually, temp_dir, Backend, RedisServer, TestApp, ADMIN_TOKEN};
@@ -203,40 +202,38 @@ impl SaleApp {
     pub async fn spawn(backend: Backend, db: Db) -> Self {
         let db = TestDb::create(db).await;
         let mut cluster = None;
-        let (store, reservations, redis): (Arc<dyn Store>, Arc<dyn Reservations>, _) = match backend
-        {
+        let (stores, redis) = match backend {
             Backend::Cluster => {
                 let url = cluster.insert(crate::helpers::RedisCluster::start()).url();
-                let store = Arc::new(RedisStore::connect(&url).await.expect("redis cluster"));
-                (store.clone(), store, None)
+                let store = RedisStore::connect(&url).await.expect("redis cluster");
+                (Stores::of(Arc::new(store)), None)
             }
-            Backend::Memory => {
-                let store = Arc::new(MemoryStore::default());
-                (store.clone(), store, None)
-            }
+            Backend::Memory => (Stores::of(Arc::new(MemoryStore::default())), None),
             Backend::Redis => {
                 let redis = RedisServer::start();
-                let store = Arc::new(RedisStore::connect(&redis.url()).await.expect("redis"));
-                (store.clone(), store, Some(redis))
+                let store = RedisStore::connect(&redis.url()).await.expect("redis");
+                (Stores::of(Arc::new(store)), Some(redis))
             }
         };
+        let Stores {
+            queue: store,
+            reservations,
+        } = stores.clone();
         let database = Arc::new(Database::connect(&db.url).await.expect("database"));
         let metrics = Arc::new(WorkerMetrics::new());
         let keys_dir = temp_dir("keys");
-        let state = AppState::new(
-            store.clone(),
-            TicketKeys::load_or_create(&keys_dir).expect("keys"),
-            AdmissionKeys::load_or_create(&keys_dir).expect("admission keys"),
-            Options {
-                admin_token: Some(ADMIN_TOKEN.to_owned().into()),
-                ..Options::default()
-            },
-        );
-        assert!(state.enable_sales(Sales {
-            reservations: reservations.clone(),
+        let parts = Parts {
+            stores,
             database: database.clone(),
             worker_metrics: metrics.clone(),
-        }));
+            tickets: TicketKeys::load_or_create(&keys_dir).expect("keys"),
+            admissions: AdmissionKeys::load_or_create(&keys_dir).expect("admission keys"),
+        };
+        let options = Options {
+            admin_token: Some(ADMIN_TOKEN.to_owned().into()),
+            ..Options::default()
+        };
+        let state = AppState::new(parts, options);
         let mut app = TestApp::spawn_state(state, keys_dir, redis).await;
         app.cluster = cluster;
         app.put_event(

@@ -2,14 +2,14 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{connect, temp_dir, RedisServer, TestApp};
+use crate::helpers::{connect_stores, temp_dir, RedisServer, TestApp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_from_instance_a_works_on_instance_b() {
     let redis = RedisServer::start();
     let keys = temp_dir("shared-keys");
-    let a = TestApp::spawn_with(connect(&redis.url()).await, keys.clone(), None).await;
-    let b = TestApp::spawn_with(connect(&redis.url()).await, keys, None).await;
+    let a = TestApp::spawn_with(connect_stores(&redis.url()).await, keys.clone(), None).await;
+    let b = TestApp::spawn_with(connect_stores(&redis.url()).await, keys, None).await;
     a.open_event("sale", 300).await;
 
     let first = a.join_ok("sale").await;

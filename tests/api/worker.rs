@@ -155,7 +155,7 @@ async fn a_persons_reservations_are_applied_in_the_order_they_were_made(backend:
     }
     sale.start_workers(
         4,
-        vestibule::worker::config::WorkerArgs {
+        vestibule::config::WorkerArgs {
             batch: 1,
             ..fast_worker()
         },
@@ -285,7 +285,7 @@ async fn reservations_pending_across_a_redis_restart_are_all_applied_once(db: Db
     );
     sale.start_workers(
         2,
-        vestibule::worker::config::WorkerArgs {
+        vestibule::config::WorkerArgs {
             batch: 20,
             ..fast_worker()
         },
@@ -451,8 +451,8 @@ mod crashes {
 // === the database alone ===
 
 async fn applying_the_same_batch_twice_changes_nothing(db: Db) {
+    use vestibule::inventory::{Applied, Database};
     use vestibule::store::reservations::{Item, Queued};
-    use vestibule::worker::db::{Applied, Database};
 
     let test_db = crate::sales::TestDb::create(db).await;
     let database = Database::connect(&test_db.url).await.unwrap();

@@ -19,12 +19,12 @@ use fred::prelude::*;
 use futures::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use vestibule::config::WorkerArgs;
 use vestibule::event::{EventConfig, EventId, EventState};
+use vestibule::inventory::Database;
 use vestibule::store::redis::RedisStore;
 use vestibule::store::reservations::{Item, NewReservation, Queued, Reservations};
 use vestibule::store::Store;
-use vestibule::worker::config::WorkerArgs;
-use vestibule::worker::db::Database;
 use vestibule::worker::metrics::WorkerMetrics;
 
 use crate::sales::{Db, TestDb};

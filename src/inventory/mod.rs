@@ -1,7 +1,8 @@
-//! The worker's database: inventory per event and SKU, and the reservations applied.
-//! PostgreSQL in production, SQLite as the embedded default, through sqlx's `Any` driver so the
-//! conditional writes are written once; each dialect has its own migrations
-//! (`src/worker/migrations/`), run at start.
+//! The inventory database: stock per event and SKU, and the reservations applied against it.
+//! The gateway's admin inventory API reads and sets the stock; the worker applies reservations
+//! (both use it, so it belongs to neither). PostgreSQL in production, SQLite as the embedded
+//! default, through sqlx's `Any` driver so the conditional writes are written once; each
+//! dialect has its own migrations (`src/inventory/migrations/`), run at start.
 //!
 //! A batch of reservations is applied in one database transaction (one commit, one fsync, for
 //! up to a few hundred reservations), and every reservation inside it is atomic on its own: its
@@ -10,16 +11,19 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Row};
 
 use crate::event::EventId;
 use crate::store::reservations::{encode_items, Item, Queued, ReservationState};
 
-static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("src/worker/migrations/postgres");
-static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("src/worker/migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("src/inventory/migrations/postgres");
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("src/inventory/migrations/sqlite");
 
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +81,16 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Connects the database (running its migrations).
+pub async fn connect_database(url: &SecretString) -> anyhow::Result<Arc<Database>> {
+    let shown = crate::config::redacted(url);
+    Ok(Arc::new(
+        Database::connect(url.expose_secret())
+            .await
+            .with_context(|| format!("connecting to the database at …{shown}"))?,
+    ))
 }
 
 impl Database {
