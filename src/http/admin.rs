@@ -9,6 +9,7 @@ use axum::Json;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::{ApiError, ErrorBody};
@@ -36,13 +37,11 @@ impl axum::extract::FromRequestParts<AppState> for Admin {
         if !equal {
             return Err(ApiError::Unauthorized);
         }
-        let digest = ring::digest::digest(&ring::digest::SHA256, given.as_bytes());
-        let hex: String = digest.as_ref()[..4]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         Ok(Admin {
-            token_id: format!("admin:{hex}"),
+            token_id: format!(
+                "admin:{}",
+                hex::encode(&Sha256::digest(given.as_bytes())[..4])
+            ),
         })
     }
 }

@@ -4,6 +4,7 @@
 //! the event's public face (title, message, redirect, language, state): nothing secret.
 //! `GET /admin/ui` is a small operator page over the admin API (the token stays in the tab).
 
+use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
 
 use axum::extract::{Path, State};
@@ -34,11 +35,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 /// a day and still never mix a new shell with an old script.
 static VERSION: LazyLock<String> = LazyLock::new(|| {
     let all = [WAIT_JS, WAIT_CSS, ADMIN_JS, ADMIN_CSS].concat();
-    let digest = ring::digest::digest(&ring::digest::SHA256, all.as_bytes());
-    digest.as_ref()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&Sha256::digest(all.as_bytes())[..6])
 });
 
 static SHELL: LazyLock<String> = LazyLock::new(|| WAIT_HTML.replace("{{version}}", &VERSION));

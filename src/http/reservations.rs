@@ -139,8 +139,7 @@ fn validate(body: ReserveBody) -> Result<Vec<Item>, ApiError> {
 /// The idempotency fingerprint of an order: a hash of its normalised items, so the same
 /// order sent with other whitespace is still the same body.
 fn body_hash(items: &[Item]) -> String {
-    let digest = Sha256::digest(encode_items(items).as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(encode_items(items).as_bytes()))
 }
 
 fn view(event: &EventId, reservation: &Reservation) -> Value {

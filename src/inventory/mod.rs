@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
@@ -75,12 +75,6 @@ pub enum Applied {
 pub struct Database {
     pool: AnyPool,
     dialect: Dialect,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Connects the database (running its migrations).
@@ -443,7 +437,7 @@ async fn insert_rows(
          (id, event, person, items, state, reason, created_at_ms, applied_at_ms) \
          VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id"
     );
-    let now = now_ms();
+    let now = crate::clock::now_ms() as i64;
     let mut query = sqlx::query(&sql);
     for d in decided {
         let state = if d.reason.is_some() {
@@ -569,7 +563,7 @@ async fn apply_one(
     .bind(state.as_str())
     .bind(reason)
     .bind(reservation.created_ms as i64)
-    .bind(now_ms())
+    .bind(crate::clock::now_ms() as i64)
     .execute(&mut *conn)
     .await?
     .rows_affected();

@@ -28,10 +28,11 @@ pub mod process;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
 use crate::config::WorkerArgs;
 use crate::event::EventId;
 use crate::inventory::{Applied, Database, DbError, Outcome};
@@ -79,12 +80,6 @@ pub fn consumer_name(index: u32) -> String {
         std::process::id(),
         rand::random::<u16>()
     )
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Why a step stopped early; its entries stay pending.

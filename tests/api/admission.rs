@@ -219,7 +219,7 @@ impl SseReader {
     }
 }
 
-crate::both_stores!(
+crate::on_every_store!(
     admission_tokens_verify_offline_with_jwks_across_a_key_rotation,
     of_a_hundred_concurrent_redeems_exactly_one_wins,
     the_stream_sends_the_status_when_it_changes,

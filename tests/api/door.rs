@@ -344,7 +344,7 @@ async fn the_enter_rate_is_a_valve_in_force_on_every_instance(backend: Backend) 
     }
 }
 
-crate::both_stores!(
+crate::on_every_store!(
     the_door_admits_at_its_rate_with_two_instances_ticking_it,
     max_active_caps_live_admissions_until_one_is_redeemed_or_expires,
     ready_for_entry_marks_exactly_the_released_window,

@@ -186,7 +186,7 @@ async fn every_error_carries_the_request_id_it_was_given_or_made(backend: Backen
     assert!(!header.is_empty());
 }
 
-crate::both_stores!(
+crate::on_every_store!(
     every_error_carries_the_request_id_it_was_given_or_made,
     bad_input_gets_the_right_4xx_and_changes_nothing,
     the_admin_api_wants_its_token_and_valid_valves,

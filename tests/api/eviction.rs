@@ -135,7 +135,7 @@ async fn an_evicted_person_who_joins_again_goes_to_the_back(backend: Backend) {
     );
 }
 
-crate::both_stores!(
+crate::on_every_store!(
     positions_close_up_when_people_leave,
     ghosts_are_evicted_and_the_living_keep_exact_positions,
     an_evicted_person_who_joins_again_goes_to_the_back,

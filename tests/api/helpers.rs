@@ -34,7 +34,7 @@ pub enum Backend {
 
 /// Writes each scenario once and runs it against every store: in-process, Redis, Redis Cluster.
 #[macro_export]
-macro_rules! both_stores {
+macro_rules! on_every_store {
     ($($scenario:ident),+ $(,)?) => {
         mod memory {
             $(

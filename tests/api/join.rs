@@ -146,7 +146,7 @@ async fn a_full_queue_answers_503_and_a_closed_event_403(backend: Backend) {
     assert_eq!(app.figures("small").await["waiting"], 2);
 }
 
-crate::both_stores!(
+crate::on_every_store!(
     five_hundred_concurrent_joins_get_positions_one_to_five_hundred_in_sequence_order,
     joining_again_with_a_ticket_returns_the_same_ticket_and_place,
     a_named_person_joining_twice_keeps_one_place,

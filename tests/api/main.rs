@@ -1,4 +1,4 @@
-//! The behavioural suite. Each scenario runs against every store (`both_stores!`), each test
+//! The behavioural suite. Each scenario runs against every store (`on_every_store!`), each test
 //! with its own store: a fresh in-process store or its own `redis-server` child.
 
 // Tests may panic on the unexpected: that is how they fail.
@@ -9,9 +9,7 @@ mod sales;
 
 mod admin_cli;
 mod admission;
-mod compose;
 mod conformance;
-mod dashboards;
 mod door;
 mod errors;
 mod eviction;

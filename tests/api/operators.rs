@@ -223,7 +223,7 @@ async fn after_a_mini_sale_the_metrics_equal_what_happened(backend: Backend) {
     );
 }
 
-crate::both_stores!(
+crate::on_every_store!(
     a_valve_changed_through_one_instance_is_in_force_on_the_other_at_once,
     a_scheduled_event_opens_by_itself_at_opens_at,
     every_change_is_audited_with_who_when_and_old_to_new,

@@ -116,7 +116,7 @@ async fn the_page_and_its_assets_are_embedded_and_hardened(backend: Backend) {
     }
 }
 
-crate::both_stores!(
+crate::on_every_store!(
     page_fields_round_trip_and_the_page_endpoint_shows_nothing_else,
     bad_page_fields_get_422_naming_the_field_and_change_nothing,
     the_page_and_its_assets_are_embedded_and_hardened,

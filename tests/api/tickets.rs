@@ -85,4 +85,4 @@ async fn bad_tickets_answer_401_and_change_nothing(backend: Backend) {
     assert_eq!(by_query.status(), StatusCode::OK);
 }
 
-crate::both_stores!(bad_tickets_answer_401_and_change_nothing);
+crate::on_every_store!(bad_tickets_answer_401_and_change_nothing);
