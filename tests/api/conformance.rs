@@ -601,3 +601,83 @@ fn the_in_process_store_and_redis_answer_every_generated_sequence_alike() {
         panic!("{err}");
     }
 }
+
+// === the drifts found, one sequence each ===
+
+fn replay(ops: &[Op]) {
+    if let Err(err) = Harness::start().run(ops) {
+        panic!("{err}");
+    }
+}
+
+fn join(person: u8) -> Op {
+    Op::Join {
+        person,
+        claimed: false,
+    }
+}
+
+/// Status only peeks at the door; a status that ticked persisted the credit (in process, it did).
+#[test]
+fn regression_status_and_join_peek_at_the_door_and_never_tick_it() {
+    replay(&[Op::Advance { ms: 1 }, join(0), Op::Figures]);
+}
+
+/// The door's credit is kept as Redis keeps it (14 significant digits): small ticks that add up
+/// to 0.0063 must not leave 0.006299999999999999 in one store only.
+#[test]
+fn regression_the_door_credit_is_rounded_as_redis_stores_it() {
+    let mut ops = vec![Op::Valves(Valves {
+        admission_rate: 0.3,
+        ..opening()
+    })];
+    for person in 0..3 {
+        ops.push(join(person));
+    }
+    for _ in 0..3 {
+        ops.extend([Op::Advance { ms: 7 }, Op::Sweep { batch: 1 }, Op::Figures]);
+    }
+    replay(&ops);
+}
+
+/// The ETA divides by the outflow the sweeper measured, not by a live one (in process, it
+/// was live): after two quick admissions and no sweep, the configured rate still counts.
+#[test]
+fn regression_the_eta_uses_the_outflow_the_sweeper_measured() {
+    let mut ops = vec![Op::Valves(Valves {
+        admission_rate: 50.0,
+        max_active: 2,
+        heartbeat_ttl_secs: 3,
+        ..opening()
+    })];
+    ops.extend((0..6).map(join));
+    ops.extend([
+        Op::Advance { ms: 1000 },
+        Op::Enter {
+            person: 0,
+            vip_only: false,
+        },
+        Op::Advance { ms: 100 },
+        Op::Enter {
+            person: 1,
+            vip_only: false,
+        },
+        Op::Status {
+            person: 5,
+            stale: false,
+        },
+        Op::Sweep { batch: 1 },
+        Op::Status {
+            person: 5,
+            stale: false,
+        },
+    ]);
+    replay(&ops);
+}
+
+/// A redeem counts in the figures only while the event's queue exists (Redis made a stats hash
+/// with no TTL for it; in process it was counted).
+#[test]
+fn regression_a_redeem_with_no_queue_behind_it_counts_nowhere() {
+    replay(&[Op::Redeem { admission: 0 }, Op::Figures]);
+}
