@@ -145,8 +145,10 @@ impl Event {
     }
 }
 
-fn gone_or_present(state: &Stage, now: u64) -> Result<Presence, Gone> {
-    match state {
+/// The answer for someone no longer waiting; `None` while they wait.
+fn settled(stage: &Stage, now: u64) -> Option<Result<Presence, Gone>> {
+    Some(match stage {
+        Stage::Waiting => return None,
         Stage::Admitted { expires_at_ms, .. } if *expires_at_ms <= now => {
             Err(Gone::AdmissionExpired)
         }
@@ -155,9 +157,7 @@ fn gone_or_present(state: &Stage, now: u64) -> Result<Presence, Gone> {
         }),
         Stage::Evicted => Err(Gone::Evicted),
         Stage::Left => Err(Gone::Left),
-        // Callers handle waiting people first.
-        Stage::Waiting => Err(Gone::Left),
-    }
+    })
 }
 
 impl State {
@@ -330,11 +330,10 @@ impl Store for MemoryStore {
                 Ok(rec) => rec.state.clone(),
                 Err(outcome) => return outcome,
             };
-            if state != Stage::Waiting {
-                return match gone_or_present(&state, now) {
-                    Ok(presence) => StatusOutcome::Present(presence),
-                    Err(gone) => StatusOutcome::Gone(gone),
-                };
+            match settled(&state, now) {
+                Some(Ok(presence)) => return StatusOutcome::Present(presence),
+                Some(Err(gone)) => return StatusOutcome::Gone(gone),
+                None => {}
             }
             e.touch(person, now);
             StatusOutcome::Present(Presence::Waiting(e.peeked_standing(seq, now)))
@@ -356,17 +355,18 @@ impl Store for MemoryStore {
                 Err(StatusOutcome::Superseded) => return EnterOutcome::Superseded,
                 Err(_) => return EnterOutcome::Unknown,
             };
-            match (&state, gone_or_present(&state, now)) {
-                (Stage::Waiting, _) => {}
-                (Stage::Admitted { id, .. }, Ok(Presence::Admitted { expires_at_ms })) => {
+            match state {
+                Stage::Waiting => {}
+                Stage::Admitted { id, expires_at_ms } if expires_at_ms > now => {
                     return EnterOutcome::Admitted(Admission {
-                        id: id.clone(),
+                        id,
                         expires_at_ms,
                         new: false,
                     })
                 }
-                (_, Err(gone)) => return EnterOutcome::Gone(gone),
-                (_, Ok(_)) => return EnterOutcome::Unknown,
+                Stage::Admitted { .. } => return EnterOutcome::Gone(Gone::AdmissionExpired),
+                Stage::Evicted => return EnterOutcome::Gone(Gone::Evicted),
+                Stage::Left => return EnterOutcome::Gone(Gone::Left),
             }
             e.touch(person, now);
             let (credit, window) = e.tick(now);
