@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sha2::Digest;
+
 /// Now, in unix milliseconds, by the system clock.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -45,6 +47,15 @@ impl Clock {
     /// scripts read `TIME`).
     pub fn pinned(&self) -> Option<u64> {
         self.manual.as_ref().map(|at| at.load(Ordering::SeqCst))
+    }
+
+    /// A fresh random seed (the pre-queue's draw). A manual clock makes it a function of the
+    /// instant instead, so two stores on one manual clock draw alike (the conformance test).
+    pub fn fresh_seed(&self) -> [u8; 32] {
+        match self.pinned() {
+            Some(at) => sha2::Sha256::digest(at.to_be_bytes()).into(),
+            None => rand::random(),
+        }
     }
 
     /// Moves a manual clock forward; does nothing to the system clock.

@@ -15,7 +15,10 @@
 //! - A *peek* ([`Door::peek`]) reads the window without writing: status and join, which run on
 //!   every poll, only peek. It gives the same answer a tick would.
 
-use crate::event::{EventConfig, EventState, Tier};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::event::{EventConfig, EventState, Queueing, Tier};
 
 /// How far back the measured outflow looks (ms). Twin: `OUTFLOW_WINDOW_MS` in
 /// `lua/queue/door.lua`.
@@ -31,6 +34,13 @@ impl EventConfig {
             }
             _ => self.state,
         }
+    }
+
+    /// Whether joins at `now_ms` go into the pre-queue: a scheduled event between
+    /// `prequeue_opens_at` and `opens_at` (DESIGN §18). Twin: `in_pre_queue`.
+    pub fn in_pre_queue(&self, now_ms: u64) -> bool {
+        self.state_at(now_ms) == EventState::Scheduled
+            && self.prequeue_opens_at.is_some_and(|at| at * 1000 <= now_ms)
     }
 
     /// The tier and poll interval of a waiting person at `position`. Twin: `tier_of`.
@@ -89,6 +99,10 @@ impl Load {
     }
 }
 
+/// The window of a door that lets everyone in (`queueing: passthrough`): larger than any queue.
+/// Twin: `EVERYONE`.
+pub const EVERYONE: u64 = 1 << 52;
+
 impl Door {
     /// The credit at `now`, uncapped: the stored credit plus what the time since the last tick
     /// earned while open.
@@ -110,20 +124,37 @@ impl Door {
         let credit = self.earned(config, now).min(load.cap(config)).max(0.0);
         self.credit = stored(credit);
         self.tick_ms = Some(now);
-        let window = if config.state_at(now) == EventState::Open {
-            credit.floor() as u64
-        } else {
-            0
+        let window = match (config.state_at(now), config.queueing) {
+            (EventState::Open, Queueing::Passthrough) => EVERYONE,
+            (EventState::Open, Queueing::Fifo) => credit.floor() as u64,
+            _ => 0,
         };
         (credit, window)
+    }
+
+    /// Below capacity the room is invisible: a person who joins when nobody waits (`load`
+    /// counts them already) and the door is open with room is let in at once, so the door's
+    /// credit becomes at least one. Does nothing otherwise; a shut door (rate 0) stays shut.
+    /// Twin: `door_open_for_one`.
+    pub fn open_for_one(&mut self, config: &EventConfig, now: u64, load: Load) {
+        let open = config.state_at(now) == EventState::Open && config.admission_rate > 0.0;
+        if !open || load.waiting != 1 || load.active >= config.max_active {
+            return;
+        }
+        let (credit, _) = self.tick(config, now, load);
+        if credit < 1.0 {
+            self.credit = 1.0;
+        }
     }
 
     /// The window at `now` for a person at `position`, without writing. The cap only ever
     /// lowers the window, so it matters only when the person could be inside it (the Lua twin
     /// reads the cap's two counts only then). Twin: `door_peek`.
     pub fn peek(&self, config: &EventConfig, now: u64, position: u64, load: Load) -> u64 {
-        if config.state_at(now) != EventState::Open {
-            return 0;
+        match (config.state_at(now), config.queueing) {
+            (EventState::Open, Queueing::Passthrough) => return EVERYONE,
+            (EventState::Open, Queueing::Fifo) => {}
+            _ => return 0,
         }
         let window = self.earned(config, now).floor() as u64;
         if position > window {
@@ -169,6 +200,21 @@ pub fn outflow(admits_in_window: &[u64], now: u64) -> f64 {
         }
         _ => 0.0,
     }
+}
+
+/// A person's place in the pre-queue's draw: ascending HMAC-SHA256(key = the seed, message =
+/// the ticket's `jti`), as anyone can recompute it from the seed revealed at the opening. The
+/// first 53 bits of the MAC, shifted below zero, so every drawn place sorts ahead of every FIFO
+/// sequence (which starts at 1) and stays exact in a Redis sorted set's double score. (Two
+/// people share the first 53 bits with a chance of about n²/2^54: 1 in 18,000 for a million;
+/// they are then ordered by person id.) Computed in Rust for both stores: Lua has no HMAC.
+pub fn draw_score(seed: &[u8], jti: &str) -> i64 {
+    let mut mac = Hmac::<Sha256>::new_from_slice(seed).expect("HMAC takes a key of any length");
+    mac.update(jti.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) >> 11) as i64 - (1i64 << 53)
 }
 
 #[cfg(test)]

@@ -74,6 +74,37 @@ impl EventState {
     }
 }
 
+/// The order people are let in (DESIGN §18).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Queueing {
+    /// Strict FIFO behind the pre-queue's draw, if any.
+    #[default]
+    Fifo,
+    /// The room is off: every join is ready at once, and enter admits whatever the door's rate
+    /// and `max_active` say (for quiet periods, without touching DNS).
+    Passthrough,
+}
+
+impl Queueing {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fifo => "fifo",
+            Self::Passthrough => "passthrough",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "fifo" => Some(Self::Fifo),
+            "passthrough" => Some(Self::Passthrough),
+            _ => None,
+        }
+    }
+}
+
 /// Who "a person" is for an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -126,6 +157,11 @@ pub struct EventConfig {
     pub enter_rate: u32,
     /// When a scheduled event opens by itself (unix seconds, store clock); `None`: by hand.
     pub opens_at: Option<u64>,
+    /// When the pre-queue opens (unix seconds, before `opens_at`): joins from then until
+    /// `opens_at` are drawn into a uniformly random order at the opening. `None`: no pre-queue.
+    pub prequeue_opens_at: Option<u64>,
+    /// The order people are let in: strict FIFO, or nobody waits at all (`passthrough`).
+    pub queueing: Queueing,
     /// The waiting-room page's heading; `None`: a default in the page's language.
     pub title: Option<String>,
     /// A note from the operator shown on the waiting-room page.
@@ -156,6 +192,8 @@ impl Default for EventConfig {
             admission_ttl_secs: 600,
             enter_rate: 200,
             opens_at: None,
+            prequeue_opens_at: None,
+            queueing: Queueing::Fifo,
             title: None,
             message: None,
             redirect_url: None,
@@ -185,6 +223,9 @@ pub struct EventUpdate {
     pub enter_rate: Option<u32>,
     /// Unix seconds; 0 clears it.
     pub opens_at: Option<u64>,
+    /// Unix seconds, before `opens_at`; 0 clears it.
+    pub prequeue_opens_at: Option<u64>,
+    pub queueing: Option<Queueing>,
     /// Page texts and target: `""` clears the field.
     pub title: Option<String>,
     pub message: Option<String>,
@@ -259,6 +300,10 @@ impl EventConfig {
         if let Some(at) = u.opens_at {
             next.opens_at = (at > 0).then_some(at);
         }
+        if let Some(at) = u.prequeue_opens_at {
+            next.prequeue_opens_at = (at > 0).then_some(at);
+        }
+        next.queueing = u.queueing.unwrap_or(next.queueing);
         // An empty string clears a page field: JSON `null` already means "leave unchanged".
         let text = |new: Option<String>, old: Option<String>| match new {
             Some(v) if v.is_empty() => None,
@@ -341,6 +386,11 @@ impl EventConfig {
                 );
             }
         }
+        if let Some(pre) = self.prequeue_opens_at {
+            if self.opens_at.is_none_or(|opens| pre >= opens) {
+                return invalid("prequeue_opens_at", "must come before opens_at");
+            }
+        }
         if let Some(raw) = &self.redirect_url {
             check_redirect_url(raw).or_else(|reason| invalid("redirect_url", reason))?;
         }
@@ -369,6 +419,11 @@ impl EventConfig {
             ("admission_ttl_secs", self.admission_ttl_secs.to_string()),
             ("enter_rate", self.enter_rate.to_string()),
             ("opens_at", self.opens_at.unwrap_or(0).to_string()),
+            (
+                "prequeue_opens_at",
+                self.prequeue_opens_at.unwrap_or(0).to_string(),
+            ),
+            ("queueing", self.queueing.as_str().to_owned()),
             // Stored as "" when unset, so a cleared field overwrites the old value in a hash.
             ("title", self.title.clone().unwrap_or_default()),
             ("message", self.message.clone().unwrap_or_default()),
@@ -410,6 +465,11 @@ impl EventConfig {
             admission_ttl_secs: num(fields, "admission_ttl_secs", d.admission_ttl_secs),
             enter_rate: num(fields, "enter_rate", d.enter_rate),
             opens_at: Some(num(fields, "opens_at", 0)).filter(|&at| at > 0),
+            prequeue_opens_at: Some(num(fields, "prequeue_opens_at", 0)).filter(|&at| at > 0),
+            queueing: fields
+                .get("queueing")
+                .and_then(|q| Queueing::parse(q))
+                .unwrap_or_default(),
             title: text(fields, "title"),
             message: text(fields, "message"),
             redirect_url: text(fields, "redirect_url"),

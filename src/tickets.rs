@@ -30,6 +30,12 @@ pub struct TicketClaims {
     pub jti: String,
 }
 
+/// The `jti` of the ticket for the place with sequence `seq`: the message the pre-queue's draw
+/// signs (`door::draw_score`).
+pub fn jti(event: &EventId, seq: u64) -> String {
+    format!("{event}:{seq}")
+}
+
 /// Why a ticket is refused (all answer 401 `invalid_ticket`).
 #[derive(Debug, thiserror::Error)]
 #[error("invalid ticket: {0}")]
@@ -81,7 +87,7 @@ impl TicketKeys {
             seq: place.seq,
             iat: place.issued_at,
             exp: place.expires_at,
-            jti: format!("{event}:{}", place.seq),
+            jti: jti(event, place.seq),
         };
         // Encoding a struct of strings and integers with an HMAC key cannot fail.
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)

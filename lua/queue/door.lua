@@ -15,6 +15,16 @@ local function state_at(m, now)
   return m.state, nil
 end
 
+-- Whether joins at `now` go into the pre-queue: a scheduled event between prequeue_opens_at and
+-- opens_at. Twin: EventConfig::in_pre_queue.
+local function in_pre_queue(m, now)
+  local pre = tonumber(m.prequeue_opens_at or '0')
+  return state_at(m, now) == 'scheduled' and pre > 0 and pre * 1000 <= now
+end
+
+-- The window of a door that lets everyone in (queueing: passthrough). Twin: door::EVERYONE.
+local EVERYONE = 4503599627370496
+
 -- Tier and poll interval for a position. Twin: EventConfig::tier_of.
 local function tier_of(m, position)
   if position <= tonumber(m.vip_size) then
@@ -56,10 +66,32 @@ local function door_tick(m, now)
   credit = math.max(0, math.min(credit, door_cap(m, now)))
   redis.call('HSET', META, 'door_credit', tostring(credit), 'door_tick_ms', now)
   m.door_credit = credit
-  if state == 'open' then
-    return math.floor(credit)
+  if state ~= 'open' then
+    return 0
+  elseif m.queueing == 'passthrough' then
+    return EVERYONE
   end
-  return 0
+  return math.floor(credit)
+end
+
+-- Below capacity the room is invisible: a person who joins when nobody else waits, while the
+-- door is open with room, is let in at once (the credit becomes at least one). A shut door
+-- (rate 0) stays shut. Twin: Door::open_for_one.
+local function door_open_for_one(m, now)
+  if state_at(m, now) ~= 'open' or tonumber(m.admission_rate) <= 0 then
+    return
+  end
+  if redis.call('ZCARD', WAIT) ~= 1 then
+    return
+  end
+  if redis.call('ZCOUNT', ACTIVE, '(' .. now, '+inf') >= tonumber(m.max_active) then
+    return
+  end
+  door_tick(m, now)
+  if m.door_credit < 1 then
+    m.door_credit = 1
+    redis.call('HSET', META, 'door_credit', '1')
+  end
 end
 
 -- The door's window at `now` for a person at `position`, without writing: status and join run
@@ -71,6 +103,8 @@ local function door_peek(m, now, position)
   local credit, state = door_earned(m, now)
   if state ~= 'open' then
     return 0
+  elseif m.queueing == 'passthrough' then
+    return EVERYONE
   end
   local window = math.floor(credit)
   if position > window then

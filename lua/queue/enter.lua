@@ -4,7 +4,8 @@
 -- admitting now), ARGV[5] "vip_only" when the local burst limiter is exhausted: then only the
 -- vip tier may enter (the bypass skips the limiter, never the door), ARGV[6] key slack (s).
 -- Returns {'admitted', admission_id, admission_exp_ms, 'new'|'existing'}, the standing of a person
--- not yet inside the window ({'w', ...}), {'limited'}, or a gone state as status does.
+-- not yet inside the window ({'w', ...}), {'p', opens_at} in the pre-queue, {'limited'}, or a gone
+-- state as status does.
 local person, ticket_seq, new_id, only, slack = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local rec = redis.call('HGET', PEOPLE, person)
 if not rec then
@@ -31,6 +32,9 @@ if not m then
   return {'unknown'}
 end
 redis.call('ZADD', HB, 'XX', now, person)
+if in_pre_queue(m, now) then
+  return {'p', tonumber(m.opens_at)}
+end
 local answer = standing(m, person, now, nil, true)
 local position, window = answer[2], answer[5]
 if only == 'vip_only' and answer[3] ~= 'vip' then
@@ -44,7 +48,9 @@ local adm_ttl = tonumber(m.admission_ttl_secs)
 local adm_exp = now + adm_ttl * 1000
 redis.call('ZREM', WAIT, person)
 redis.call('ZREM', HB, person)
-redis.call('HSET', META, 'door_credit', tostring(m.door_credit - 1))
+if m.queueing ~= 'passthrough' then
+  redis.call('HSET', META, 'door_credit', tostring(m.door_credit - 1))
+end
 redis.call('ZADD', ACTIVE, adm_exp, new_id)
 redis.call('ZADD', ADMITS, now, new_id)
 -- "w|seq|iat|exp" becomes "a|seq|iat|exp|admission_id|admission_exp_ms".

@@ -1,9 +1,14 @@
 -- Join: duplicate check, sequence, queue entry, heartbeat and every TTL in one atomic step.
--- ARGV[2] person id, ARGV[3] "claimed" when the id came from the caller, ARGV[4] key slack (s).
+-- ARGV[2] person id, ARGV[3] "claimed" when the id came from the caller, ARGV[4] key slack (s),
+-- ARGV[5] and ARGV[6] a pre-queue place's sequence and draw score ('' and '' at first).
 -- Returns {tag, seq, iat, exp, standing...} where tag is 'created' or 'existing' (an admitted
--- person's standing is just 'a'), or {'no_event'}, {'claim_refused'}, {'not_open', state},
--- {'full'}.
-local person, claim, slack = ARGV[2], ARGV[3], ARGV[4]
+-- person's standing is just 'a'; a pre-queue person's 'p', opens_at), or {'no_event'},
+-- {'claim_refused'}, {'not_open', state}, {'full'}.
+-- In the pre-queue a new place takes two calls: the first takes a sequence and answers
+-- {'draw', seq, seed}; the caller computes the draw score (HMAC-SHA256 of the seed and the
+-- ticket's jti: door::draw_score, as Lua has no HMAC) and calls again with both. Should the
+-- second call never come, a sequence number is skipped: nothing else is written.
+local person, claim, slack, draw_seq, draw_score = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local m = load_meta()
 if not m then
   return {'no_event'}
@@ -18,7 +23,10 @@ if rec then
   local st, seq, iat, exp = parse_record(rec)
   if st == 'w' or st == 'a' then
     local answer = {'existing', tonumber(seq), tonumber(iat), tonumber(exp)}
-    if st == 'w' then
+    if st == 'w' and in_pre_queue(m, now) then
+      table.insert(answer, 'p')
+      table.insert(answer, tonumber(m.opens_at))
+    elseif st == 'w' then
       for _, v in ipairs(standing(m, person, now, nil, false)) do
         table.insert(answer, v)
       end
@@ -31,7 +39,8 @@ if rec then
 end
 
 local state = state_at(m, now)
-if state ~= 'open' then
+local pre = in_pre_queue(m, now)
+if state ~= 'open' and not pre then
   return {'not_open', state}
 end
 -- Everyone still waiting is ahead of a newcomer, who takes the highest sequence.
@@ -41,18 +50,34 @@ if max_len > 0 and waiting >= max_len then
   return {'full'}
 end
 
-local seq = redis.call('INCR', SEQ)
+local seq, score
+if pre then
+  if draw_seq == '' then
+    return {'draw', redis.call('INCR', SEQ), m.draw_seed}
+  end
+  seq, score = tonumber(draw_seq), tonumber(draw_score)
+  redis.call('ZADD', DRAW, score, seq)
+else
+  seq = redis.call('INCR', SEQ)
+  score = seq
+end
 local iat = math.floor(now / 1000)
 local ticket_ttl = tonumber(m.ticket_ttl_secs)
 local exp = iat + ticket_ttl
-redis.call('ZADD', WAIT, seq, person)
+redis.call('ZADD', WAIT, score, person)
 redis.call('ZADD', HB, now, person)
 redis.call('HSET', PEOPLE, person, 'w|' .. seq .. '|' .. iat .. '|' .. exp)
 -- Also makes sure the stats hash exists whenever TTLs are refreshed (leave and sweep add to it).
 redis.call('HINCRBY', STATS, 'joined', 1)
 -- WAIT and HB are created and emptied together; SEQ, PEOPLE and STATS live at least as long.
-keep_alive(ticket_ttl + tonumber(slack), {WAIT})
+keep_alive(ticket_ttl + tonumber(slack), pre and {WAIT, DRAW} or {WAIT})
 local answer = {'created', seq, iat, exp}
+if pre then
+  table.insert(answer, 'p')
+  table.insert(answer, tonumber(m.opens_at))
+  return answer
+end
+door_open_for_one(m, now)
 for _, v in ipairs(standing(m, person, now, waiting + 1, false)) do
   table.insert(answer, v)
 end

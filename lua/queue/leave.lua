@@ -12,6 +12,11 @@ if seq ~= ticket_seq then
   return {'superseded'}
 end
 if st == 'w' then
+  -- Out of the draw too while it is open; at the opening the draw is frozen.
+  local m = load_meta()
+  if m and in_pre_queue(m, now_ms()) then
+    redis.call('ZREM', DRAW, seq)
+  end
   redis.call('ZREM', WAIT, person)
   redis.call('ZREM', HB, person)
   redis.call('HSET', PEOPLE, person, 'l' .. string.sub(rec, 2))

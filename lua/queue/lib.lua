@@ -15,11 +15,13 @@ local ACTIVE = KEYS[7]   -- zset: admission id -> expiry (ms): live admitted ses
 local ADMITS = KEYS[8]   -- zset: admission id -> admitted at (ms), the last minute: the outflow
 local REDEEMED = KEYS[9] -- hash: admission id -> redeemed at (ms)
 local AUDIT = KEYS[10]   -- stream: every change of the valves (capped); lives with META
+local DRAW = KEYS[11]    -- zset: seq -> draw score, everyone in the pre-queue (DESIGN §18); frozen
+                         -- at the opening: the draw's places, in order (its export)
 
 -- The keys that drain away with the queue (all but META and AUDIT, which live until the event is
 -- closed). redeem.lua may lengthen REDEEMED's TTL; keep_alive never shortens it below what a
 -- live admission token needs (its target covers the admission TTL plus the slack).
-local QUEUE_KEYS = {SEQ, WAIT, HB, PEOPLE, STATS, ACTIVE, ADMITS, REDEEMED}
+local QUEUE_KEYS = {SEQ, WAIT, HB, PEOPLE, STATS, ACTIVE, ADMITS, REDEEMED, DRAW}
 
 local function parse_record(rec)
   return string.match(rec, '^(%a)|(%d+)|(%d+)|(%d+)')
@@ -38,14 +40,15 @@ local function load_meta()
   local v = redis.call('HMGET', META, 'state', 'opens_at', 'admission_rate', 'max_active',
     'door_credit', 'door_tick_ms', 'vip_size', 'fast_upto', 'fast_poll_ms', 'slow_poll_ms',
     'outflow_rate', 'heartbeat_ttl_secs', 'max_queue_len', 'ticket_ttl_secs', 'identity',
-    'admission_ttl_secs')
+    'admission_ttl_secs', 'prequeue_opens_at', 'queueing', 'draw_seed')
   if not v[1] then
     return nil
   end
   return {state = v[1], opens_at = v[2], admission_rate = v[3], max_active = v[4],
     door_credit = v[5], door_tick_ms = v[6], vip_size = v[7], fast_upto = v[8],
     fast_poll_ms = v[9], slow_poll_ms = v[10], outflow_rate = v[11], heartbeat_ttl_secs = v[12],
-    max_queue_len = v[13], ticket_ttl_secs = v[14], identity = v[15], admission_ttl_secs = v[16]}
+    max_queue_len = v[13], ticket_ttl_secs = v[14], identity = v[15], admission_ttl_secs = v[16],
+    prequeue_opens_at = v[17], queueing = v[18], draw_seed = v[19]}
 end
 
 -- Every queue key lives as long as the newest ticket (or admission) can be used, then drains

@@ -1,9 +1,11 @@
 -- Create or update an event's valves, and append the change to its audit trail, atomically.
 -- ARGV[2] retention (s) of a closed event, ARGV[3] who (admin token id), ARGV[4] audit length,
+-- ARGV[5] a fresh draw seed (hex), kept only when the event has a pre-queue and no seed yet: it is
+-- fixed once, when the pre-queue is first configured, and revealed at the opening (DESIGN §18),
 -- then field, value, field, value, ...
 -- Bumps the version. The door is ticked first, so the time before the change is credited at the
 -- old rate. Returns {version, changes as JSON}.
-local retention, by, audit_len = tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local retention, by, audit_len, fresh_seed = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local now = now_ms()
 local m = load_meta()
 local existed = m ~= nil
@@ -15,7 +17,7 @@ else
 end
 local changes = {}
 local changed = false
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
   local old = redis.call('HGET', META, field)
   if old ~= value then
@@ -23,6 +25,9 @@ for i = 5, #ARGV, 2 do
     changed = true
   end
   redis.call('HSET', META, field, value)
+end
+if tonumber(redis.call('HGET', META, 'prequeue_opens_at') or '0') > 0 then
+  redis.call('HSETNX', META, 'draw_seed', fresh_seed)
 end
 local version = redis.call('HINCRBY', META, 'version', 1)
 local encoded = '{}'

@@ -1,5 +1,6 @@
 -- Status: refresh the caller's heartbeat and answer their exact position, with the door's window
--- peeked (never ticked: see door_peek), in one round trip.
+-- peeked (never ticked: see door_peek), in one round trip. In the pre-queue nobody has a position
+-- yet: the answer is {'p', opens_at}.
 -- ARGV[2] person id, ARGV[3] the ticket's sequence.
 -- Returns the standing ({'w', ...}, see door.lua), {'a', admission_exp_ms}, or
 -- {'e'|'l'|'x'|'unknown'|'superseded'}.
@@ -19,6 +20,9 @@ if st == 'w' then
     return {'unknown'}
   end
   redis.call('ZADD', HB, 'XX', now, person)
+  if in_pre_queue(m, now) then
+    return {'p', tonumber(m.opens_at)}
+  end
   return standing(m, person, now, nil, false)
 end
 if st == 'a' then

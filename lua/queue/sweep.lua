@@ -10,6 +10,7 @@ if not m then
 end
 local now = now_ms()
 local cutoff = now - tonumber(m.heartbeat_ttl_secs) * 1000
+local pre = in_pre_queue(m, now)
 local ghosts = redis.call('ZRANGEBYSCORE', HB, '-inf', cutoff, 'LIMIT', 0, batch)
 for _, person in ipairs(ghosts) do
   redis.call('ZREM', WAIT, person)
@@ -17,6 +18,11 @@ for _, person in ipairs(ghosts) do
   local rec = redis.call('HGET', PEOPLE, person)
   if rec then
     redis.call('HSET', PEOPLE, person, 'e' .. string.sub(rec, 2))
+    if pre then
+      -- Ghosts of the pre-queue get no place in the draw.
+      local _, seq = parse_record(rec)
+      redis.call('ZREM', DRAW, seq)
+    end
   end
 end
 if #ghosts > 0 then

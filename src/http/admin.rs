@@ -46,7 +46,7 @@ impl axum::extract::FromRequestParts<AppState> for Admin {
     }
 }
 
-fn admin_event_id(raw: &str) -> Result<EventId, ApiError> {
+pub(super) fn admin_event_id(raw: &str) -> Result<EventId, ApiError> {
     EventId::parse(raw).map_err(|reason| ApiError::invalid_field("event_id", reason))
 }
 

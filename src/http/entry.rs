@@ -60,6 +60,12 @@ pub async fn enter(
                 retry_after_secs: wait,
             })
         }
+        EnterOutcome::PreQueue { opens_at } => Err(ApiError::NotReady {
+            // Nobody enters before the opening; a page polls its status until then anyway.
+            retry_after_secs: opens_at
+                .saturating_sub(jsonwebtoken::get_current_timestamp())
+                .clamp(1, 60),
+        }),
         EnterOutcome::Limited => Err(ApiError::RateLimited {
             retry_after_secs: 1,
         }),

@@ -3,6 +3,7 @@
 //! state the handlers share is [`crate::app::AppState`].
 
 mod admin;
+mod draw;
 pub(crate) mod enter_limits;
 mod entry;
 pub mod error;
@@ -52,6 +53,11 @@ pub fn app(state: AppState) -> Router {
             get(admin::get_event).put(admin::put_event),
         )
         .route("/admin/v1/events/{event_id}/audit", get(admin::audit))
+        .route("/v1/events/{event_id}/draw", get(draw::public))
+        .route(
+            "/admin/v1/events/{event_id}/draw/entries",
+            get(draw::entries),
+        )
         .route("/v1/reservations", post(reservations::reserve))
         .route("/v1/reservations/{reservation_id}", get(reservations::get))
         .route(

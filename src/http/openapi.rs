@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, entry, error, inventory, ops, page, queue, reservations};
+use super::{admin, draw, entry, error, inventory, ops, page, queue, reservations};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,8 @@ use super::{admin, entry, error, inventory, ops, page, queue, reservations};
         admin::get_event,
         admin::list_events,
         admin::audit,
+        draw::public,
+        draw::entries,
         ops::healthz,
         ops::readyz,
         ops::metrics,

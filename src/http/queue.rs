@@ -41,10 +41,16 @@ pub struct JoinResponse {
 pub struct StatusResponse {
     #[schema(value_type = String)]
     event_id: EventId,
-    /// `waiting`, `ready` (inside the door's window: may enter now) or `admitted`.
+    /// `pre_queue` (no position until the draw at `opens_at`), `waiting`, `ready` (inside the
+    /// door's window: may enter now) or `admitted`.
     state: &'static str,
-    position: u64,
-    ahead: u64,
+    /// `null` in the pre-queue.
+    position: Option<u64>,
+    /// `null` in the pre-queue.
+    ahead: Option<u64>,
+    /// Only in the pre-queue: when the event opens and the draw gives everyone a place (unix s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    opens_at: Option<u64>,
     /// Expected wait from the measured outflow; `null` while unknown (door shut, nobody let in).
     eta_seconds: Option<u64>,
     ready_for_entry: bool,
@@ -56,6 +62,10 @@ pub struct StatusResponse {
     admission_expires_at: Option<u64>,
 }
 
+/// How often a pre-queue page polls: often enough to keep the heartbeat and see the opening
+/// within seconds; positions do not move before the draw.
+const PRE_QUEUE_POLL_MS: u32 = 2000;
+
 /// How often an admitted person's page needs to look again: nothing changes until expiry.
 const ADMITTED_POLL_MS: u32 = 5000;
 
@@ -65,19 +75,33 @@ impl StatusResponse {
             Presence::Waiting(s) => Self {
                 event_id,
                 state: if s.ready { "ready" } else { "waiting" },
-                position: s.position,
-                ahead: s.position - 1,
+                position: Some(s.position),
+                ahead: Some(s.position - 1),
+                opens_at: None,
                 eta_seconds: s.eta_secs,
                 ready_for_entry: s.ready,
                 tier: Some(s.tier),
                 poll_after_ms: s.poll_after_ms,
                 admission_expires_at: None,
             },
+            Presence::PreQueue { opens_at } => Self {
+                event_id,
+                state: "pre_queue",
+                position: None,
+                ahead: None,
+                opens_at: Some(opens_at),
+                eta_seconds: None,
+                ready_for_entry: false,
+                tier: None,
+                poll_after_ms: PRE_QUEUE_POLL_MS,
+                admission_expires_at: None,
+            },
             Presence::Admitted { expires_at_ms } => Self {
                 event_id,
                 state: "admitted",
-                position: 0,
-                ahead: 0,
+                position: Some(0),
+                ahead: Some(0),
+                opens_at: None,
                 eta_seconds: Some(0),
                 // Entering again hands out the same admission token.
                 ready_for_entry: true,

@@ -17,6 +17,7 @@ fn key(event: &EventId, name: &str) -> String {
 pub fn queue(event: &EventId) -> Vec<String> {
     [
         "meta", "seq", "wait", "hb", "people", "stats", "active", "admits", "redeemed", "audit",
+        "draw",
     ]
     .iter()
     .map(|name| key(event, name))
@@ -31,6 +32,11 @@ pub fn meta(event: &EventId) -> String {
 /// The event's audit trail (the queue's last key).
 pub fn audit(event: &EventId) -> String {
     key(event, "audit")
+}
+
+/// The pre-queue's draw (the queue's eleventh key).
+pub fn draw(event: &EventId) -> String {
+    key(event, "draw")
 }
 
 /// The event's work stream.
@@ -79,5 +85,6 @@ mod tests {
         }
         assert_eq!(queue(&event)[0], meta(&event));
         assert_eq!(queue(&event)[9], audit(&event));
+        assert_eq!(queue(&event)[10], draw(&event));
     }
 }

@@ -85,6 +85,11 @@ pub struct Standing {
 pub enum Presence {
     /// In the queue.
     Waiting(Standing),
+    /// In the pre-queue: no position until the draw at `opens_at` (unix s).
+    PreQueue {
+        /// When the event opens and the draw places everyone.
+        opens_at: u64,
+    },
     /// Let in; the admission lives until this instant (store clock, ms).
     Admitted {
         /// Expiry of the admission (unix ms).
@@ -145,6 +150,11 @@ pub enum EnterOutcome {
     Admitted(Admission),
     /// Not inside the door's window yet.
     NotReady(Standing),
+    /// In the pre-queue: nobody enters before the opening at `opens_at` (unix s).
+    PreQueue {
+        /// When the event opens.
+        opens_at: u64,
+    },
     /// The local burst limiter is exhausted and the person is not in the vip tier.
     Limited,
     /// As in [`StatusOutcome`].
@@ -237,6 +247,19 @@ pub struct Figures {
     pub admitted_last_minute: u64,
 }
 
+/// An event's draw (DESIGN §18), as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Draw {
+    /// The 32-byte seed, fixed when the pre-queue was first configured.
+    pub seed: Vec<u8>,
+    /// People in the draw: in the pre-queue now, or placed by it once the event opened.
+    pub count: u64,
+    /// The opening (unix s): the draw's instant.
+    pub opens_at: u64,
+    /// The event has opened (store clock): the places are given and the seed may be shown.
+    pub drawn: bool,
+}
+
 /// The queue store. Implementations must give the same answers for the same calls; the
 /// integration suite runs the same scenarios against each.
 #[async_trait]
@@ -292,6 +315,15 @@ pub trait Store: Send + Sync + 'static {
     async fn sweep(&self, event: &EventId, batch: u32) -> Result<SweepOutcome, StoreError>;
     /// Live figures of an event.
     async fn figures(&self, event: &EventId) -> Result<Figures, StoreError>;
+    /// The event's draw; `None` when the event is unknown or has no pre-queue.
+    async fn draw(&self, event: &EventId) -> Result<Option<Draw>, StoreError>;
+    /// The join sequences of the draw's places `offset + 1 ..= offset + limit`, in place order.
+    async fn draw_entries(
+        &self,
+        event: &EventId,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<u64>, StoreError>;
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// The store's own metrics (call latency and errors), registered by each instance.

@@ -22,7 +22,7 @@ use std::fmt::Debug;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use vestibule::clock::Clock;
-use vestibule::event::{EventConfig, EventId, EventState, Identity};
+use vestibule::event::{EventConfig, EventId, EventState, Identity, Queueing};
 use vestibule::store::memory::MemoryStore;
 use vestibule::store::redis::RedisStore;
 use vestibule::store::reservations::{
@@ -66,6 +66,8 @@ enum Op {
         ms: u64,
     },
     Figures,
+    /// The pre-queue's draw and its export.
+    Draw,
     Reserve {
         person: u8,
         key: u8,
@@ -94,6 +96,10 @@ enum Op {
 struct Valves {
     state: EventState,
     opens_in_secs: Option<u64>,
+    /// Seconds from now to the pre-queue's start (below zero: already started); used only
+    /// when it falls before the opening.
+    prequeue_in_secs: Option<i64>,
+    queueing: Queueing,
     admission_rate: f64,
     max_active: u64,
     max_queue_len: u64,
@@ -112,7 +118,11 @@ fn valves() -> impl Strategy<Value = Valves> {
             1 => Just(EventState::Scheduled),
             1 => Just(EventState::Closed),
         ],
-        prop::option::of(0u64..4),
+        (
+            prop::option::of(0u64..4),
+            prop::option::of(-3i64..3),
+            prop_oneof![4 => Just(Queueing::Fifo), 1 => Just(Queueing::Passthrough)],
+        ),
         prop::sample::select(vec![0.0, 0.3, 0.5, 1.0, 2.0, 3.7, 50.0]),
         prop::sample::select(vec![1u64, 2, 3, 100]),
         prop::sample::select(vec![0u64, 2, 4]),
@@ -123,10 +133,23 @@ fn valves() -> impl Strategy<Value = Valves> {
         prop_oneof![Just(Identity::Anonymous), Just(Identity::UserId)],
     )
         .prop_map(
-            |(state, opens_in_secs, rate, max_active, max_len, hb, adm, vip, fast, identity)| {
+            |(
+                state,
+                (opens_in_secs, prequeue_in_secs, queueing),
+                rate,
+                max_active,
+                max_len,
+                hb,
+                adm,
+                vip,
+                fast,
+                identity,
+            )| {
                 Valves {
                     state,
                     opens_in_secs,
+                    prequeue_in_secs,
+                    queueing,
                     admission_rate: rate,
                     max_active,
                     max_queue_len: max_len,
@@ -155,6 +178,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1u32..4).prop_map(|batch| Op::Sweep { batch }),
         4 => prop_oneof![1u64..300, 900u64..4_000].prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Figures),
+        1 => Just(Op::Draw),
         2 => (person, 0u8..3, 1u32..3)
             .prop_map(|(person, key, quantity)| Op::Reserve { person, key, quantity }),
         1 => any::<u8>().prop_map(|nth| Op::Reservation { nth }),
@@ -227,9 +251,16 @@ impl<'a> Pair<'a> {
 
     async fn put(&mut self, valves: &Valves) -> Result<(), TestCaseError> {
         let now_s = self.clock.now_ms() / 1000;
+        let opens_at = valves.opens_in_secs.map(|s| now_s + s);
+        let prequeue_opens_at = valves
+            .prequeue_in_secs
+            .map(|s| now_s.saturating_add_signed(s))
+            .filter(|&pre| opens_at.is_some_and(|opens| pre < opens));
         self.config = EventConfig {
             state: valves.state,
-            opens_at: valves.opens_in_secs.map(|s| now_s + s),
+            opens_at,
+            prequeue_opens_at,
+            queueing: valves.queueing,
             admission_rate: valves.admission_rate,
             max_active: valves.max_active,
             max_queue_len: valves.max_queue_len,
@@ -351,6 +382,14 @@ impl<'a> Pair<'a> {
                     &what,
                     m.figures(&event).await.ok(),
                     r.figures(&event).await.ok(),
+                )?;
+            }
+            Op::Draw => {
+                self.same(&what, m.draw(&event).await.ok(), r.draw(&event).await.ok())?;
+                self.same(
+                    "draw_entries",
+                    m.draw_entries(&event, 0, 100).await.ok(),
+                    r.draw_entries(&event, 0, 100).await.ok(),
                 )?;
             }
             Op::Reserve {
@@ -499,6 +538,8 @@ fn opening() -> Valves {
     Valves {
         state: EventState::Open,
         opens_in_secs: None,
+        prequeue_in_secs: None,
+        queueing: Queueing::Fifo,
         admission_rate: 2.0,
         max_active: 3,
         max_queue_len: 0,

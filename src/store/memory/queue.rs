@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use super::fenwick::Fenwick;
 use super::{MemoryStore, State};
 use crate::door::{self, Door, Load, OUTFLOW_WINDOW_MS};
-use crate::event::{EventConfig, EventId, EventState, Identity, Tier};
+use crate::event::{EventConfig, EventId, EventState, Identity, Queueing, Tier};
 use crate::store::{
-    Admission, AuditEntry, Change, EnterOutcome, Figures, Gone, JoinOutcome, LeaveOutcome, Person,
-    Place, Presence, Standing, StatusOutcome, Store, StoreError, SweepOutcome, AUDIT_LEN,
+    Admission, AuditEntry, Change, Draw, EnterOutcome, Figures, Gone, JoinOutcome, LeaveOutcome,
+    Person, Place, Presence, Standing, StatusOutcome, Store, StoreError, SweepOutcome, AUDIT_LEN,
     KEY_SLACK_SECS,
 };
 
@@ -26,6 +26,8 @@ pub(super) struct Event {
     door: Door,
     /// The outflow the sweeper measured (people/s), as stored.
     outflow_rate: f64,
+    /// The pre-queue's draw seed, fixed when a pre-queue is first configured.
+    draw_seed: Option<[u8; 32]>,
     queue: Queue,
 }
 
@@ -35,8 +37,11 @@ struct Queue {
     /// When these keys expire (ms); refreshed by joins and enters, like the Redis keys' TTL.
     expires_at_ms: u64,
     seq: u64,
-    /// Who is waiting, indexed by sequence, so a position is a prefix sum: O(log n).
-    waiting: Fenwick,
+    /// Who is waiting, in order.
+    waiting: Line,
+    /// Everyone in the pre-queue's draw, by (score, sequence as text: Redis's member order);
+    /// frozen at the opening.
+    draw: BTreeSet<(i64, String)>,
     heartbeats: BTreeSet<(u64, String)>,
     people: HashMap<String, Record>,
     /// Live admissions: (expiry ms, admission id).
@@ -57,7 +62,77 @@ enum Stage {
 struct Record {
     state: Stage,
     place: Place,
+    /// The order key: the sequence, or (drawn in the pre-queue) the draw score, below zero.
+    score: i64,
     last_seen_ms: u64,
+}
+
+/// The people waiting, in order: the drawn (pre-queue) people first, by (score, person) as a
+/// Redis sorted set orders them, then everyone else by sequence. Each position is O(log n).
+#[derive(Default)]
+struct Line {
+    /// People who joined in FIFO order, indexed by sequence: a position is a prefix sum.
+    fifo: Fenwick,
+    /// Drawn people still waiting.
+    drawn: BTreeSet<(i64, String)>,
+    /// Ranks of the drawn, built at the first position asked after the draw (nobody joins the
+    /// draw once it is done, so it is built once).
+    index: Option<DrawnIndex>,
+}
+
+struct DrawnIndex {
+    ranks: HashMap<String, u64>,
+    tree: Fenwick,
+}
+
+impl Line {
+    fn total(&self) -> u64 {
+        self.fifo.total() + self.drawn.len() as u64
+    }
+
+    fn add(&mut self, person: &str, rec: &Record) {
+        if rec.score < 0 {
+            self.drawn.insert((rec.score, person.to_owned()));
+            self.index = None;
+        } else {
+            self.fifo.add(rec.place.seq, 1);
+        }
+    }
+
+    fn remove(&mut self, person: &str, rec: &Record) {
+        if rec.score >= 0 {
+            self.fifo.add(rec.place.seq, -1);
+            return;
+        }
+        self.drawn.remove(&(rec.score, person.to_owned()));
+        if let Some(index) = &mut self.index {
+            if let Some(&rank) = index.ranks.get(person) {
+                index.tree.add(rank, -1);
+            }
+        }
+    }
+
+    fn position(&mut self, person: &str, rec: &Record) -> u64 {
+        if rec.score >= 0 {
+            return self.drawn.len() as u64 + self.fifo.prefix_sum(rec.place.seq);
+        }
+        let drawn = &self.drawn;
+        let index = self.index.get_or_insert_with(|| {
+            let mut index = DrawnIndex {
+                ranks: HashMap::with_capacity(drawn.len()),
+                tree: Fenwick::default(),
+            };
+            for (rank, (_, who)) in (1..).zip(drawn) {
+                index.ranks.insert(who.clone(), rank);
+                index.tree.add(rank, 1);
+            }
+            index
+        });
+        index
+            .ranks
+            .get(person)
+            .map_or(0, |&rank| index.tree.prefix_sum(rank))
+    }
 }
 
 /// How long keys that must outlive a ticket (or admission) of `seconds` are kept (ms).
@@ -79,6 +154,7 @@ impl Event {
                 tick_ms: Some(now),
             },
             outflow_rate: 0.0,
+            draw_seed: None,
             queue: Queue::default(),
         }
     }
@@ -115,12 +191,27 @@ impl Event {
         }
     }
 
+    /// A waiting person's position (1 + the people still waiting ahead).
+    fn position(&mut self, person: &str) -> u64 {
+        let q = &mut self.queue;
+        q.people
+            .get(person)
+            .map_or(0, |rec| q.waiting.position(person, rec))
+    }
+
     /// A waiting person's standing with the door peeked, not ticked: status and join.
-    fn peeked_standing(&mut self, seq: u64, now: u64) -> Standing {
-        let position = self.queue.waiting.prefix_sum(seq);
+    fn peeked_standing(&mut self, person: &str, now: u64) -> Standing {
+        let position = self.position(person);
         let load = self.load(now);
         let window = self.door.peek(&self.config, now, position, load);
         self.standing_at(position, window, now)
+    }
+
+    /// `Some(PreQueue)` while joins go into the pre-queue: nobody has a position yet.
+    fn pre_queue(&self, now: u64) -> Option<Presence> {
+        self.config.in_pre_queue(now).then(|| Presence::PreQueue {
+            opens_at: self.config.opens_at.unwrap_or(0),
+        })
     }
 
     /// The person's record if `seq` matches their current place.
@@ -224,6 +315,10 @@ impl Store for MemoryStore {
         };
         entry.expires_at_ms =
             (config.state == EventState::Closed).then(|| now + keep_ms(config.ticket_ttl_secs));
+        if config.prequeue_opens_at.is_some() && entry.draw_seed.is_none() {
+            // Fixed once, when the pre-queue is first configured (twin: put_event.lua).
+            entry.draw_seed = Some(self.clock.fresh_seed());
+        }
         let changes = serde_json::Value::Object(changes);
         if !existed || changes.as_object().is_some_and(|c| !c.is_empty()) {
             if entry.audit.len() == AUDIT_LEN {
@@ -264,10 +359,13 @@ impl Store for MemoryStore {
                 let place = rec.place.clone();
                 match &rec.state {
                     Stage::Waiting => {
-                        let standing = e.peeked_standing(place.seq, now);
+                        let presence = match e.pre_queue(now) {
+                            Some(presence) => presence,
+                            None => Presence::Waiting(e.peeked_standing(&person.id, now)),
+                        };
                         return JoinOutcome::Placed {
                             place,
-                            presence: Presence::Waiting(standing),
+                            presence,
                             created: false,
                         };
                     }
@@ -283,7 +381,8 @@ impl Store for MemoryStore {
                 }
             }
             let state = e.config.state_at(now);
-            if state != EventState::Open {
+            let pre = e.pre_queue(now);
+            if state != EventState::Open && pre.is_none() {
                 return JoinOutcome::NotOpen(state.as_str().to_owned());
             }
             let q = &mut e.queue;
@@ -297,22 +396,36 @@ impl Store for MemoryStore {
                 issued_at,
                 expires_at: issued_at + u64::from(e.config.ticket_ttl_secs),
             };
-            q.waiting.add(place.seq, 1);
+            let score = match (pre.is_some(), &e.draw_seed) {
+                (true, Some(seed)) => {
+                    let score = door::draw_score(seed, &crate::tickets::jti(event, place.seq));
+                    q.draw.insert((score, place.seq.to_string()));
+                    score
+                }
+                _ => place.seq as i64,
+            };
+            let rec = Record {
+                state: Stage::Waiting,
+                place: place.clone(),
+                score,
+                last_seen_ms: now,
+            };
+            q.waiting.add(&person.id, &rec);
             q.heartbeats.insert((now, person.id.clone()));
-            q.people.insert(
-                person.id.clone(),
-                Record {
-                    state: Stage::Waiting,
-                    place: place.clone(),
-                    last_seen_ms: now,
-                },
-            );
+            q.people.insert(person.id.clone(), rec);
             q.figures.joined_total += 1;
             q.expires_at_ms = q.expires_at_ms.max(now + keep_ms(e.config.ticket_ttl_secs));
-            let standing = e.peeked_standing(place.seq, now);
+            let presence = match pre {
+                Some(presence) => presence,
+                None => {
+                    let load = e.load(now);
+                    e.door.open_for_one(&e.config, now, load);
+                    Presence::Waiting(e.peeked_standing(&person.id, now))
+                }
+            };
             JoinOutcome::Placed {
                 place,
-                presence: Presence::Waiting(standing),
+                presence,
                 created: true,
             }
         });
@@ -336,7 +449,11 @@ impl Store for MemoryStore {
                 None => {}
             }
             e.touch(person, now);
-            StatusOutcome::Present(Presence::Waiting(e.peeked_standing(seq, now)))
+            let presence = match e.pre_queue(now) {
+                Some(presence) => presence,
+                None => Presence::Waiting(e.peeked_standing(person, now)),
+            };
+            StatusOutcome::Present(presence)
         });
         Ok(outcome.unwrap_or(StatusOutcome::Unknown))
     }
@@ -369,8 +486,12 @@ impl Store for MemoryStore {
                 Stage::Left => return EnterOutcome::Gone(Gone::Left),
             }
             e.touch(person, now);
+            if let Some(Presence::PreQueue { opens_at }) = e.pre_queue(now) {
+                return EnterOutcome::PreQueue { opens_at };
+            }
             let (credit, window) = e.tick(now);
-            let standing = e.standing_at(e.queue.waiting.prefix_sum(seq), window, now);
+            let position = e.position(person);
+            let standing = e.standing_at(position, window, now);
             if vip_only && standing.tier != Tier::Vip {
                 return EnterOutcome::Limited;
             }
@@ -378,10 +499,12 @@ impl Store for MemoryStore {
                 return EnterOutcome::NotReady(standing);
             }
             let expires_at_ms = now + u64::from(e.config.admission_ttl_secs) * 1000;
-            e.door.credit = door::stored(credit - 1.0);
+            if e.config.queueing != Queueing::Passthrough {
+                e.door.credit = door::stored(credit - 1.0);
+            }
             let q = &mut e.queue;
-            q.waiting.add(seq, -1);
             if let Some(rec) = q.people.get_mut(person) {
+                q.waiting.remove(person, rec);
                 q.heartbeats.remove(&(rec.last_seen_ms, person.to_owned()));
                 rec.state = Stage::Admitted {
                     id: admission_id.to_owned(),
@@ -434,7 +557,8 @@ impl Store for MemoryStore {
         person: &str,
         seq: u64,
     ) -> Result<LeaveOutcome, StoreError> {
-        let outcome = self.with_event(event, |e, _| {
+        let outcome = self.with_event(event, |e, now| {
+            let in_draw = e.config.in_pre_queue(now);
             let q = &mut e.queue;
             let Some(rec) = q.people.get_mut(person) else {
                 return LeaveOutcome::Unknown;
@@ -445,7 +569,11 @@ impl Store for MemoryStore {
             match rec.state {
                 Stage::Waiting => {
                     rec.state = Stage::Left;
-                    q.waiting.add(seq, -1);
+                    q.waiting.remove(person, rec);
+                    if in_draw {
+                        // Out of the draw too while it is open (twin: leave.lua).
+                        q.draw.remove(&(rec.score, seq.to_string()));
+                    }
                     q.heartbeats.remove(&(rec.last_seen_ms, person.to_owned()));
                     q.figures.left_total += 1;
                     LeaveOutcome::Left { now: true }
@@ -459,6 +587,7 @@ impl Store for MemoryStore {
 
     async fn sweep(&self, event: &EventId, batch: u32) -> Result<SweepOutcome, StoreError> {
         let outcome = self.with_event(event, |e, now| {
+            let in_draw = e.config.in_pre_queue(now);
             let q = &mut e.queue;
             let cutoff = now.saturating_sub(u64::from(e.config.heartbeat_ttl_secs) * 1000);
             let mut evicted = 0;
@@ -472,7 +601,11 @@ impl Store for MemoryStore {
                 };
                 if let Some(rec) = q.people.get_mut(&person) {
                     rec.state = Stage::Evicted;
-                    q.waiting.add(rec.place.seq, -1);
+                    q.waiting.remove(&person, rec);
+                    if in_draw {
+                        // Ghosts of the pre-queue get no place in the draw.
+                        q.draw.remove(&(rec.score, rec.place.seq.to_string()));
+                    }
                 }
                 evicted += 1;
             }
@@ -505,6 +638,38 @@ impl Store for MemoryStore {
             }
         });
         Ok(figures.unwrap_or_default())
+    }
+
+    async fn draw(&self, event: &EventId) -> Result<Option<Draw>, StoreError> {
+        Ok(self
+            .with_event(event, |e, now| {
+                e.draw_seed.map(|seed| Draw {
+                    seed: seed.to_vec(),
+                    count: e.queue.draw.len() as u64,
+                    opens_at: e.config.opens_at.unwrap_or(0),
+                    drawn: e.config.state_at(now) != EventState::Scheduled,
+                })
+            })
+            .flatten())
+    }
+
+    async fn draw_entries(
+        &self,
+        event: &EventId,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        Ok(self
+            .with_event(event, |e, _| {
+                e.queue
+                    .draw
+                    .iter()
+                    .skip(offset as usize)
+                    .take(limit as usize)
+                    .filter_map(|(_, seq)| seq.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

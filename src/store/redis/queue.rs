@@ -7,11 +7,12 @@ use fred::prelude::*;
 
 use super::reply::Reply;
 use super::RedisStore;
+use crate::door;
 use crate::event::{EventConfig, EventId};
 use crate::store::{
-    keys, Admission, AuditEntry, Change, EnterOutcome, Figures, Gone, JoinOutcome, LeaveOutcome,
-    Person, Place, Presence, StatusOutcome, Store, StoreError, SweepOutcome, AUDIT_LEN,
-    KEY_SLACK_SECS,
+    keys, Admission, AuditEntry, Change, Draw, EnterOutcome, Figures, Gone, JoinOutcome,
+    LeaveOutcome, Person, Place, Presence, StatusOutcome, Store, StoreError, SweepOutcome,
+    AUDIT_LEN, KEY_SLACK_SECS,
 };
 
 /// What status-like scripts answer for someone not waiting.
@@ -50,6 +51,7 @@ impl Store for RedisStore {
             (retention as i64).into(),
             by.into(),
             (AUDIT_LEN as i64).into(),
+            hex::encode(self.clock.fresh_seed()).into(),
         ];
         for (field, value) in config.to_fields() {
             args.push(field.into());
@@ -116,13 +118,33 @@ impl Store for RedisStore {
 
     async fn join(&self, event: &EventId, person: &Person) -> Result<JoinOutcome, StoreError> {
         let claim = if person.claimed { "claimed" } else { "made" };
-        let args = vec![
-            person.id.as_str().into(),
-            claim.into(),
-            (KEY_SLACK_SECS as i64).into(),
-        ];
-        let mut reply = self.queue_script(&self.scripts.join, event, args).await?;
-        Ok(match reply.text()?.as_str() {
+        let args = |draw: Option<(u64, i64)>| -> Vec<Value> {
+            let (seq, score) = draw.map_or((String::new(), String::new()), |(seq, score)| {
+                (seq.to_string(), score.to_string())
+            });
+            vec![
+                person.id.as_str().into(),
+                claim.into(),
+                (KEY_SLACK_SECS as i64).into(),
+                seq.into(),
+                score.into(),
+            ]
+        };
+        let mut reply = self
+            .queue_script(&self.scripts.join, event, args(None))
+            .await?;
+        let mut tag = reply.text()?;
+        if tag == "draw" {
+            // A new place in the pre-queue: its draw score, then the place (see join.lua).
+            let seq = reply.int()?;
+            let seed = hex::decode(reply.text()?).map_err(|_| reply.error("draw seed"))?;
+            let score = door::draw_score(&seed, &crate::tickets::jti(event, seq));
+            reply = self
+                .queue_script(&self.scripts.join, event, args(Some((seq, score))))
+                .await?;
+            tag = reply.text()?;
+        }
+        Ok(match tag.as_str() {
             tag @ ("created" | "existing") => JoinOutcome::Placed {
                 place: Place {
                     seq: reply.int()?,
@@ -131,6 +153,9 @@ impl Store for RedisStore {
                 },
                 presence: match reply.text()?.as_str() {
                     "w" => Presence::Waiting(reply.standing()?),
+                    "p" => Presence::PreQueue {
+                        opens_at: reply.int()?,
+                    },
                     // The admission's expiry is not needed to answer a join.
                     _ => Presence::Admitted { expires_at_ms: 0 },
                 },
@@ -155,6 +180,9 @@ impl Store for RedisStore {
         let tag = reply.text()?;
         Ok(match tag.as_str() {
             "w" => StatusOutcome::Present(Presence::Waiting(reply.standing()?)),
+            "p" => StatusOutcome::Present(Presence::PreQueue {
+                opens_at: reply.int()?,
+            }),
             "a" => StatusOutcome::Present(Presence::Admitted {
                 expires_at_ms: reply.int()?,
             }),
@@ -188,6 +216,9 @@ impl Store for RedisStore {
                 new: reply.text()? == "new",
             }),
             "w" => EnterOutcome::NotReady(reply.standing()?),
+            "p" => EnterOutcome::PreQueue {
+                opens_at: reply.int()?,
+            },
             "limited" => EnterOutcome::Limited,
             "unknown" => EnterOutcome::Unknown,
             "superseded" => EnterOutcome::Superseded,
@@ -282,6 +313,43 @@ impl Store for RedisStore {
                 .map_err(|_| reply.error("door credit"))?,
             admitted_last_minute: reply.int()?,
         })
+    }
+
+    async fn draw(&self, event: &EventId) -> Result<Option<Draw>, StoreError> {
+        let reply = self.queue_script(&self.scripts.draw, event, vec![]).await?;
+        let mut reply = reply;
+        let Ok(seed) = reply.text() else {
+            return Ok(None);
+        };
+        if seed.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Draw {
+            seed: hex::decode(&seed).map_err(|_| reply.error("draw seed"))?,
+            count: reply.int()?,
+            opens_at: reply.int()?,
+            drawn: reply.text()? == "drawn",
+        }))
+    }
+
+    async fn draw_entries(
+        &self,
+        event: &EventId,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (start, stop) = (offset as i64, (offset + limit - 1) as i64);
+        let seqs: Vec<u64> = self
+            .call(
+                "draw_entries",
+                self.client
+                    .zrange(keys::draw(event), start, stop, None, false, None, false),
+            )
+            .await?;
+        Ok(seqs)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
