@@ -4,7 +4,7 @@
 -- admitting now), ARGV[5] "vip_only" when the local burst limiter is exhausted: then only the
 -- vip tier may enter (the bypass skips the limiter, never the door), ARGV[6] key slack (s).
 -- Returns {'admitted', admission_id, admission_exp_ms, 'new'|'existing'}, the standing of a person
--- not yet inside the window ({'w', ...}), {'p', opens_at} in the pre-queue, {'limited'}, or a gone
+-- not yet inside the window ({'w', ...}), {'p', opens_at, poll_ms} in the pre-queue, {'limited'}, or a gone
 -- state as status does.
 local person, ticket_seq, new_id, only, slack = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local rec = redis.call('HGET', PEOPLE, person)
@@ -33,7 +33,7 @@ if not m then
 end
 redis.call('ZADD', HB, 'XX', now, person)
 if in_pre_queue(m, now) then
-  return {'p', tonumber(m.opens_at)}
+  return {'p', tonumber(m.opens_at), tonumber(m.fast_poll_ms)}
 end
 local answer = standing(m, person, now, nil, true)
 local position, window = answer[2], answer[5]

@@ -2,7 +2,7 @@
 -- ARGV[2] person id, ARGV[3] "claimed" when the id came from the caller, ARGV[4] key slack (s),
 -- ARGV[5] and ARGV[6] a pre-queue place's sequence and draw score ('' and '' at first).
 -- Returns {tag, seq, iat, exp, standing...} where tag is 'created' or 'existing' (an admitted
--- person's standing is just 'a'; a pre-queue person's 'p', opens_at), or {'no_event'},
+-- person's standing is just 'a'; a pre-queue person's 'p', opens_at, poll_ms), or {'no_event'},
 -- {'claim_refused'}, {'not_open', state}, {'full'}.
 -- In the pre-queue a new place takes two calls: the first takes a sequence and answers
 -- {'draw', seq, seed}; the caller computes the draw score (HMAC-SHA256 of the seed and the
@@ -26,6 +26,7 @@ if rec then
     if st == 'w' and in_pre_queue(m, now) then
       table.insert(answer, 'p')
       table.insert(answer, tonumber(m.opens_at))
+      table.insert(answer, tonumber(m.fast_poll_ms))
     elseif st == 'w' then
       for _, v in ipairs(standing(m, person, now, nil, false)) do
         table.insert(answer, v)
@@ -75,6 +76,7 @@ local answer = {'created', seq, iat, exp}
 if pre then
   table.insert(answer, 'p')
   table.insert(answer, tonumber(m.opens_at))
+  table.insert(answer, tonumber(m.fast_poll_ms))
   return answer
 end
 door_open_for_one(m, now)

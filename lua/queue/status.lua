@@ -1,6 +1,6 @@
 -- Status: refresh the caller's heartbeat and answer their exact position, with the door's window
 -- peeked (never ticked: see door_peek), in one round trip. In the pre-queue nobody has a position
--- yet: the answer is {'p', opens_at}.
+-- yet: the answer is {'p', opens_at, poll_ms}.
 -- ARGV[2] person id, ARGV[3] the ticket's sequence.
 -- Returns the standing ({'w', ...}, see door.lua), {'a', admission_exp_ms}, or
 -- {'e'|'l'|'x'|'unknown'|'superseded'}.
@@ -21,7 +21,7 @@ if st == 'w' then
   end
   redis.call('ZADD', HB, 'XX', now, person)
   if in_pre_queue(m, now) then
-    return {'p', tonumber(m.opens_at)}
+    return {'p', tonumber(m.opens_at), tonumber(m.fast_poll_ms)}
   end
   return standing(m, person, now, nil, false)
 end

@@ -38,14 +38,14 @@ pub struct DrawView {
 }
 
 async fn load(app: &AppState, event: &EventId) -> Result<Draw, ApiError> {
-    app.store.draw(event).await?.ok_or(ApiError::NotFound)
+    app.store.draw(event).await?.ok_or(ApiError::EventNotFound)
 }
 
 #[utoipa::path(get, path = "/v1/events/{event_id}/draw", tag = "queue",
     params(("event_id" = String, Path, description = "The event")),
     responses(
         (status = 200, description = "The commitment (and, once open, the seed)", body = DrawView),
-        (status = 404, description = "`event_not_found`, or `not_found`: the event has no pre-queue", body = ErrorBody),
+        (status = 404, description = "`event_not_found`: no such event, or none with a pre-queue", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
     ))]
 /// `GET /v1/events/{event_id}/draw`: the commitment before the opening; the seed after.
@@ -91,7 +91,7 @@ pub struct DrawEntry {
         (status = 200, description = "`{event_id, drawn, count, entries: [{jti, place}]}`: empty until the event has opened", body = Object),
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such event, or no pre-queue", body = ErrorBody),
+        (status = 404, description = "`event_not_found`: no such event, or none with a pre-queue", body = ErrorBody),
         (status = 422, description = "`invalid_field` (event_id)", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
     ))]

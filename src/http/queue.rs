@@ -62,10 +62,6 @@ pub struct StatusResponse {
     admission_expires_at: Option<u64>,
 }
 
-/// How often a pre-queue page polls: often enough to keep the heartbeat and see the opening
-/// within seconds; positions do not move before the draw.
-const PRE_QUEUE_POLL_MS: u32 = 2000;
-
 /// How often an admitted person's page needs to look again: nothing changes until expiry.
 const ADMITTED_POLL_MS: u32 = 5000;
 
@@ -84,7 +80,10 @@ impl StatusResponse {
                 poll_after_ms: s.poll_after_ms,
                 admission_expires_at: None,
             },
-            Presence::PreQueue { opens_at } => Self {
+            Presence::PreQueue {
+                opens_at,
+                poll_after_ms,
+            } => Self {
                 event_id,
                 state: "pre_queue",
                 position: None,
@@ -93,7 +92,7 @@ impl StatusResponse {
                 eta_seconds: None,
                 ready_for_entry: false,
                 tier: None,
-                poll_after_ms: PRE_QUEUE_POLL_MS,
+                poll_after_ms,
                 admission_expires_at: None,
             },
             Presence::Admitted { expires_at_ms } => Self {

@@ -89,6 +89,8 @@ pub enum Presence {
     PreQueue {
         /// When the event opens and the draw places everyone.
         opens_at: u64,
+        /// How long to wait before polling again (the fast tier's: it keeps the heartbeat).
+        poll_after_ms: u32,
     },
     /// Let in; the admission lives until this instant (store clock, ms).
     Admitted {

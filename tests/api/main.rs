@@ -11,6 +11,7 @@ mod admin_cli;
 mod admission;
 mod conformance;
 mod door;
+mod draw;
 mod errors;
 mod eviction;
 mod faults;

@@ -18,6 +18,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/v1/events/{event_id}"),
     ("get", "/admin/v1/events"),
     ("get", "/admin/v1/events/{event_id}/audit"),
+    ("get", "/v1/events/{event_id}/draw"),
+    ("get", "/admin/v1/events/{event_id}/draw/entries"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),

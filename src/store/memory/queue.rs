@@ -211,6 +211,7 @@ impl Event {
     fn pre_queue(&self, now: u64) -> Option<Presence> {
         self.config.in_pre_queue(now).then(|| Presence::PreQueue {
             opens_at: self.config.opens_at.unwrap_or(0),
+            poll_after_ms: self.config.fast_poll_ms,
         })
     }
 
@@ -486,7 +487,7 @@ impl Store for MemoryStore {
                 Stage::Left => return EnterOutcome::Gone(Gone::Left),
             }
             e.touch(person, now);
-            if let Some(Presence::PreQueue { opens_at }) = e.pre_queue(now) {
+            if let Some(Presence::PreQueue { opens_at, .. }) = e.pre_queue(now) {
                 return EnterOutcome::PreQueue { opens_at };
             }
             let (credit, window) = e.tick(now);

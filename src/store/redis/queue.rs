@@ -155,6 +155,7 @@ impl Store for RedisStore {
                     "w" => Presence::Waiting(reply.standing()?),
                     "p" => Presence::PreQueue {
                         opens_at: reply.int()?,
+                        poll_after_ms: reply.int()? as u32,
                     },
                     // The admission's expiry is not needed to answer a join.
                     _ => Presence::Admitted { expires_at_ms: 0 },
@@ -182,6 +183,7 @@ impl Store for RedisStore {
             "w" => StatusOutcome::Present(Presence::Waiting(reply.standing()?)),
             "p" => StatusOutcome::Present(Presence::PreQueue {
                 opens_at: reply.int()?,
+                poll_after_ms: reply.int()? as u32,
             }),
             "a" => StatusOutcome::Present(Presence::Admitted {
                 expires_at_ms: reply.int()?,
