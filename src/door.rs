@@ -43,6 +43,18 @@ impl EventConfig {
             && self.prequeue_opens_at.is_some_and(|at| at * 1000 <= now_ms)
     }
 
+    /// Whether a new place at `now_ms` is placed by the draw's rule rather than by sequence:
+    /// in the pre-queue, or whenever the event admits in random order. Twin: `drawn_at`.
+    pub fn drawn_at(&self, now_ms: u64) -> bool {
+        self.in_pre_queue(now_ms)
+            || (self.queueing == Queueing::Random && self.state_at(now_ms) == EventState::Open)
+    }
+
+    /// Whether the seed of the draw is needed: a pre-queue, or random order.
+    pub fn needs_seed(&self) -> bool {
+        self.prequeue_opens_at.is_some() || self.queueing == Queueing::Random
+    }
+
     /// The tier and poll interval of a waiting person at `position`. Twin: `tier_of`.
     pub fn tier_of(&self, position: u64) -> (Tier, u32) {
         if position <= u64::from(self.vip_size) {
@@ -126,7 +138,7 @@ impl Door {
         self.tick_ms = Some(now);
         let window = match (config.state_at(now), config.queueing) {
             (EventState::Open, Queueing::Passthrough) => EVERYONE,
-            (EventState::Open, Queueing::Fifo) => credit.floor() as u64,
+            (EventState::Open, _) => credit.floor() as u64,
             _ => 0,
         };
         (credit, window)
@@ -153,7 +165,7 @@ impl Door {
     pub fn peek(&self, config: &EventConfig, now: u64, position: u64, load: Load) -> u64 {
         match (config.state_at(now), config.queueing) {
             (EventState::Open, Queueing::Passthrough) => return EVERYONE,
-            (EventState::Open, Queueing::Fifo) => {}
+            (EventState::Open, _) => {}
             _ => return 0,
         }
         let window = self.earned(config, now).floor() as u64;

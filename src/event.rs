@@ -81,6 +81,9 @@ pub enum Queueing {
     /// Strict FIFO behind the pre-queue's draw, if any.
     #[default]
     Fifo,
+    /// Every join is placed by the draw's rule (ascending HMAC-SHA256 of the seed and the
+    /// ticket's `jti`): admission in a uniform random order; positions are not shown.
+    Random,
     /// The room is off: every join is ready at once, and enter admits whatever the door's rate
     /// and `max_active` say (for quiet periods, without touching DNS).
     Passthrough,
@@ -91,6 +94,7 @@ impl Queueing {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Fifo => "fifo",
+            Self::Random => "random",
             Self::Passthrough => "passthrough",
         }
     }
@@ -99,6 +103,7 @@ impl Queueing {
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "fifo" => Some(Self::Fifo),
+            "random" => Some(Self::Random),
             "passthrough" => Some(Self::Passthrough),
             _ => None,
         }
@@ -160,7 +165,8 @@ pub struct EventConfig {
     /// When the pre-queue opens (unix seconds, before `opens_at`): joins from then until
     /// `opens_at` are drawn into a uniformly random order at the opening. `None`: no pre-queue.
     pub prequeue_opens_at: Option<u64>,
-    /// The order people are let in: strict FIFO, or nobody waits at all (`passthrough`).
+    /// The order people are let in: strict FIFO, a uniform random order (`random`), or nobody
+    /// waits at all (`passthrough`).
     pub queueing: Queueing,
     /// The waiting-room page's heading; `None`: a default in the page's language.
     pub title: Option<String>,

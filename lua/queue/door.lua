@@ -22,6 +22,12 @@ local function in_pre_queue(m, now)
   return state_at(m, now) == 'scheduled' and pre > 0 and pre * 1000 <= now
 end
 
+-- Whether a new place at `now` is placed by the draw's rule rather than by sequence: in the
+-- pre-queue, or whenever the event admits in random order. Twin: EventConfig::drawn_at.
+local function drawn_at(m, now)
+  return in_pre_queue(m, now) or (m.queueing == 'random' and state_at(m, now) == 'open')
+end
+
 -- The window of a door that lets everyone in (queueing: passthrough). Twin: door::EVERYONE.
 local EVERYONE = 4503599627370496
 
@@ -148,7 +154,8 @@ local function measure_outflow(now)
 end
 
 -- The answer for a waiting person at `position` (nil: look it up):
--- {'w', position, tier, poll_ms, window, eta}. With `persist`, the door ticks (enter does, before
+-- {'w', position, tier, poll_ms, window, eta, shown}: `shown` is 0 in random order, where
+-- positions are not shown. With `persist`, the door ticks (enter does, before
 -- letting anyone in); without, it is only peeked (status, join).
 local function standing(m, person, now, position, persist)
   position = position or (redis.call('ZRANK', WAIT, person) + 1)
@@ -159,5 +166,9 @@ local function standing(m, person, now, position, persist)
     window = door_peek(m, now, position)
   end
   local tier, poll = tier_of(m, position)
-  return {'w', position, tier, poll, window, eta(m, position, window, now)}
+  local shown = 1
+  if m.queueing == 'random' then
+    shown = 0
+  end
+  return {'w', position, tier, poll, window, eta(m, position, window, now), shown}
 end

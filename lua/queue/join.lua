@@ -52,12 +52,14 @@ if max_len > 0 and waiting >= max_len then
 end
 
 local seq, score
-if pre then
+if drawn_at(m, now) then
   if draw_seq == '' then
     return {'draw', redis.call('INCR', SEQ), m.draw_seed}
   end
   seq, score = tonumber(draw_seq), tonumber(draw_score)
-  redis.call('ZADD', DRAW, score, seq)
+  if pre then
+    redis.call('ZADD', DRAW, score, seq)
+  end
 else
   seq = redis.call('INCR', SEQ)
   score = seq
@@ -80,7 +82,12 @@ if pre then
   return answer
 end
 door_open_for_one(m, now)
-for _, v in ipairs(standing(m, person, now, waiting + 1, false)) do
+-- By sequence, everyone waiting is ahead of a newcomer; by the draw, the rank says.
+local position = waiting + 1
+if score < 0 then
+  position = nil
+end
+for _, v in ipairs(standing(m, person, now, position, false)) do
   table.insert(answer, v)
 end
 return answer

@@ -1,7 +1,7 @@
 -- Create or update an event's valves, and append the change to its audit trail, atomically.
 -- ARGV[2] retention (s) of a closed event, ARGV[3] who (admin token id), ARGV[4] audit length,
--- ARGV[5] a fresh draw seed (hex), kept only when the event has a pre-queue and no seed yet: it is
--- fixed once, when the pre-queue is first configured, and revealed at the opening (DESIGN §18),
+-- ARGV[5] a fresh draw seed (hex), kept only when the event has a pre-queue (or random order) and
+-- no seed yet: it is fixed once, when first needed, and revealed at the opening (DESIGN §18),
 -- then field, value, field, value, ...
 -- Bumps the version. The door is ticked first, so the time before the change is credited at the
 -- old rate. Returns {version, changes as JSON}.
@@ -26,7 +26,9 @@ for i = 6, #ARGV, 2 do
   end
   redis.call('HSET', META, field, value)
 end
-if tonumber(redis.call('HGET', META, 'prequeue_opens_at') or '0') > 0 then
+-- Twin: EventConfig::needs_seed.
+if tonumber(redis.call('HGET', META, 'prequeue_opens_at') or '0') > 0
+    or redis.call('HGET', META, 'queueing') == 'random' then
   redis.call('HSETNX', META, 'draw_seed', fresh_seed)
 end
 local version = redis.call('HINCRBY', META, 'version', 1)

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::admin::{admin_event_id, Admin};
 use super::error::{ApiError, ErrorBody};
 use crate::app::AppState;
-use crate::event::EventId;
+use crate::event::{EventId, EventState, Queueing};
 use crate::store::Draw;
 
 /// Most entries in one page of the export.
@@ -29,7 +29,8 @@ pub struct DrawView {
     count: u64,
     /// The opening: when the draw places everyone (unix s).
     opens_at: u64,
-    /// The seed (64 hex characters), once the event has opened.
+    /// The seed (64 hex characters), once the event has opened (in random order, once it has
+    /// closed).
     #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<String>,
     /// When the draw was made (unix s), once the event has opened.
@@ -54,12 +55,20 @@ pub async fn public(
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let event = EventId::parse(&raw).map_err(|_| ApiError::EventNotFound)?;
+    let config = app.store.get_event(&event).await?;
+    let Some(config) = config.filter(|c| c.prequeue_opens_at.is_some()) else {
+        return Err(ApiError::EventNotFound);
+    };
     let draw = load(&app, &event).await?;
+    // In random order every later join is placed by the same seed: shown while the sale runs,
+    // it would let a bot time its joins for a good place. It is shown once the event closes.
+    let revealed =
+        draw.drawn && (config.queueing != Queueing::Random || config.state == EventState::Closed);
     let view = DrawView {
         commitment: hex::encode(Sha256::digest(&draw.seed)),
         count: draw.count,
         opens_at: draw.opens_at,
-        seed: draw.drawn.then(|| hex::encode(&draw.seed)),
+        seed: revealed.then(|| hex::encode(&draw.seed)),
         drawn_at: draw.drawn.then_some(draw.opens_at),
         event_id: event,
     };

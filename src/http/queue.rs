@@ -44,9 +44,9 @@ pub struct StatusResponse {
     /// `pre_queue` (no position until the draw at `opens_at`), `waiting`, `ready` (inside the
     /// door's window: may enter now) or `admitted`.
     state: &'static str,
-    /// `null` in the pre-queue.
+    /// `null` in the pre-queue and in random order (`queueing: random`).
     position: Option<u64>,
-    /// `null` in the pre-queue.
+    /// `null` in the pre-queue and in random order.
     ahead: Option<u64>,
     /// Only in the pre-queue: when the event opens and the draw gives everyone a place (unix s).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,10 +71,11 @@ impl StatusResponse {
             Presence::Waiting(s) => Self {
                 event_id,
                 state: if s.ready { "ready" } else { "waiting" },
-                position: Some(s.position),
-                ahead: Some(s.position - 1),
+                // In random order the position (and an ETA, which would tell it) stays hidden.
+                position: s.shown.then_some(s.position),
+                ahead: s.shown.then(|| s.position - 1),
                 opens_at: None,
-                eta_seconds: s.eta_secs,
+                eta_seconds: s.eta_secs.filter(|_| s.shown),
                 ready_for_entry: s.ready,
                 tier: Some(s.tier),
                 poll_after_ms: s.poll_after_ms,

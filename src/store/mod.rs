@@ -78,6 +78,8 @@ pub struct Standing {
     pub ready: bool,
     /// Expected wait from the measured outflow; `None` while unknown.
     pub eta_secs: Option<u64>,
+    /// False in random order (`queueing: random`): the position is not shown to the person.
+    pub shown: bool,
 }
 
 /// Where a person with a place is now.

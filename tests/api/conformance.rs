@@ -121,7 +121,11 @@ fn valves() -> impl Strategy<Value = Valves> {
         (
             prop::option::of(0u64..4),
             prop::option::of(-3i64..3),
-            prop_oneof![4 => Just(Queueing::Fifo), 1 => Just(Queueing::Passthrough)],
+            prop_oneof![
+                4 => Just(Queueing::Fifo),
+                1 => Just(Queueing::Random),
+                1 => Just(Queueing::Passthrough),
+            ],
         ),
         prop::sample::select(vec![0.0, 0.3, 0.5, 1.0, 2.0, 3.7, 50.0]),
         prop::sample::select(vec![1u64, 2, 3, 100]),

@@ -30,16 +30,16 @@ async fn pre_queue_event(app: &TestApp, event: &str, extra: Value) {
     app.put_event(event, valves).await;
 }
 
-/// Moves the opening to the next second and waits until the draw is public.
+/// Moves the opening to the next second and waits until the draw is made.
 async fn open_now(app: &TestApp, event: &str) -> Value {
     app.put_event(event, json!({"opens_at": now_secs() + 1}))
         .await;
     let shown = eventually(Duration::from_secs(10), || async {
-        app.draw(event).await.1["seed"].is_string()
+        app.draw(event).await.1["drawn_at"].is_u64()
     })
     .await;
     let draw = app.draw(event).await.1;
-    assert!(shown, "the seed is shown once the event opens: {draw}");
+    assert!(shown, "the draw is made once the event opens: {draw}");
     draw
 }
 
@@ -192,7 +192,8 @@ async fn ghosts_of_the_pre_queue_are_evicted_and_get_no_place(backend: Backend) 
     }
 
     // The live ones stop polling while the event opens: a long heartbeat keeps them.
-    app.put_event("sale", json!({"heartbeat_ttl_secs": 300})).await;
+    app.put_event("sale", json!({"heartbeat_ttl_secs": 300}))
+        .await;
     let draw = open_now(&app, "sale").await;
     assert_eq!(draw["count"], 4);
     let order = expected_order(draw["seed"].as_str().unwrap(), live);
@@ -207,6 +208,52 @@ async fn ghosts_of_the_pre_queue_are_evicted_and_get_no_place(backend: Backend) 
             .len(),
         4
     );
+}
+
+async fn random_order_hides_positions_and_admits_in_the_draws_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    pre_queue_event(&app, "sale", json!({"queueing": "random"})).await;
+    let mut tickets: Vec<String> = join_many(&[&app], "sale", 8)
+        .await
+        .iter()
+        .map(|body| body["ticket"].as_str().unwrap().to_owned())
+        .collect();
+    let draw = open_now(&app, "sale").await;
+    assert!(
+        draw["seed"].is_null(),
+        "in random order the seed waits for the close: {draw}"
+    );
+    // Later arrivals are placed by the same rule, among the others.
+    for body in join_many(&[&app], "sale", 8).await {
+        assert!(body["position"].is_null(), "{body}");
+        tickets.push(body["ticket"].as_str().unwrap().to_owned());
+    }
+    app.put_event("sale", json!({"admission_rate": 1000, "max_active": 5}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut admitted = Vec::new();
+    for ticket in &tickets {
+        let (_, body) = app.status(ticket).await;
+        assert!(
+            body["position"].is_null() && body["eta_seconds"].is_null(),
+            "{body}"
+        );
+        if body["ready_for_entry"] == true {
+            assert_eq!(app.enter(ticket).await.0, StatusCode::OK);
+            admitted.push(ticket.clone());
+        }
+    }
+    assert_eq!(admitted.len(), 5, "max_active 5");
+
+    app.put_event("sale", json!({"state": "closed"})).await;
+    let seed = app.draw("sale").await.1["seed"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut first: Vec<String> = expected_order(&seed, &tickets)[..5].to_vec();
+    first.sort();
+    admitted.sort();
+    assert_eq!(admitted, first, "the five let in are the draw's first five");
 }
 
 async fn passthrough_lets_everyone_in_at_once(backend: Backend) {
@@ -313,6 +360,7 @@ async fn the_draw_refuses_what_it_should(backend: Backend) {
 crate::on_every_store!(
     everyone_in_the_pre_queue_is_placed_in_the_order_the_seed_gives,
     ghosts_of_the_pre_queue_are_evicted_and_get_no_place,
+    random_order_hides_positions_and_admits_in_the_draws_order,
     passthrough_lets_everyone_in_at_once,
     below_capacity_the_room_is_invisible,
     the_draw_refuses_what_it_should,

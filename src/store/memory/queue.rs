@@ -67,22 +67,14 @@ struct Record {
     last_seen_ms: u64,
 }
 
-/// The people waiting, in order: the drawn (pre-queue) people first, by (score, person) as a
-/// Redis sorted set orders them, then everyone else by sequence. Each position is O(log n).
+/// The people waiting, in order: the drawn people first, by (score, person) as a Redis sorted
+/// set orders them, then everyone else by sequence. Each position is O(log n).
 #[derive(Default)]
 struct Line {
     /// People who joined in FIFO order, indexed by sequence: a position is a prefix sum.
     fifo: Fenwick,
-    /// Drawn people still waiting.
-    drawn: BTreeSet<(i64, String)>,
-    /// Ranks of the drawn, built at the first position asked after the draw (nobody joins the
-    /// draw once it is done, so it is built once).
-    index: Option<DrawnIndex>,
-}
-
-struct DrawnIndex {
-    ranks: HashMap<String, u64>,
-    tree: Fenwick,
+    /// Drawn people still waiting, in an order-statistic tree: a position is a rank.
+    drawn: indexset::BTreeSet<(i64, String)>,
 }
 
 impl Line {
@@ -93,45 +85,25 @@ impl Line {
     fn add(&mut self, person: &str, rec: &Record) {
         if rec.score < 0 {
             self.drawn.insert((rec.score, person.to_owned()));
-            self.index = None;
         } else {
             self.fifo.add(rec.place.seq, 1);
         }
     }
 
     fn remove(&mut self, person: &str, rec: &Record) {
-        if rec.score >= 0 {
+        if rec.score < 0 {
+            self.drawn.remove(&(rec.score, person.to_owned()));
+        } else {
             self.fifo.add(rec.place.seq, -1);
-            return;
-        }
-        self.drawn.remove(&(rec.score, person.to_owned()));
-        if let Some(index) = &mut self.index {
-            if let Some(&rank) = index.ranks.get(person) {
-                index.tree.add(rank, -1);
-            }
         }
     }
 
-    fn position(&mut self, person: &str, rec: &Record) -> u64 {
-        if rec.score >= 0 {
-            return self.drawn.len() as u64 + self.fifo.prefix_sum(rec.place.seq);
+    fn position(&self, person: &str, rec: &Record) -> u64 {
+        if rec.score < 0 {
+            self.drawn.rank(&(rec.score, person.to_owned())) as u64 + 1
+        } else {
+            self.drawn.len() as u64 + self.fifo.prefix_sum(rec.place.seq)
         }
-        let drawn = &self.drawn;
-        let index = self.index.get_or_insert_with(|| {
-            let mut index = DrawnIndex {
-                ranks: HashMap::with_capacity(drawn.len()),
-                tree: Fenwick::default(),
-            };
-            for (rank, (_, who)) in (1..).zip(drawn) {
-                index.ranks.insert(who.clone(), rank);
-                index.tree.add(rank, 1);
-            }
-            index
-        });
-        index
-            .ranks
-            .get(person)
-            .map_or(0, |&rank| index.tree.prefix_sum(rank))
     }
 }
 
@@ -188,6 +160,7 @@ impl Event {
             poll_after_ms,
             ready: position <= window,
             eta_secs: door::eta(&self.config, position, window, now, self.outflow_rate),
+            shown: self.config.queueing != Queueing::Random,
         }
     }
 
@@ -316,8 +289,8 @@ impl Store for MemoryStore {
         };
         entry.expires_at_ms =
             (config.state == EventState::Closed).then(|| now + keep_ms(config.ticket_ttl_secs));
-        if config.prequeue_opens_at.is_some() && entry.draw_seed.is_none() {
-            // Fixed once, when the pre-queue is first configured (twin: put_event.lua).
+        if config.needs_seed() && entry.draw_seed.is_none() {
+            // Fixed once, when first needed (twin: put_event.lua).
             entry.draw_seed = Some(self.clock.fresh_seed());
         }
         let changes = serde_json::Value::Object(changes);
@@ -397,10 +370,12 @@ impl Store for MemoryStore {
                 issued_at,
                 expires_at: issued_at + u64::from(e.config.ticket_ttl_secs),
             };
-            let score = match (pre.is_some(), &e.draw_seed) {
+            let score = match (e.config.drawn_at(now), &e.draw_seed) {
                 (true, Some(seed)) => {
                     let score = door::draw_score(seed, &crate::tickets::jti(event, place.seq));
-                    q.draw.insert((score, place.seq.to_string()));
+                    if pre.is_some() {
+                        q.draw.insert((score, place.seq.to_string()));
+                    }
                     score
                 }
                 _ => place.seq as i64,

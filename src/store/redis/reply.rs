@@ -60,7 +60,7 @@ impl Reply {
         self.raw.into_iter().skip(self.next).collect()
     }
 
-    /// A standing `position, tier, poll_ms, window, eta` (after its `'w'` tag; see `standing` in
+    /// A standing `position, tier, poll_ms, window, eta, shown` (after its `'w'` tag; see `standing` in
     /// `lua/queue/door.lua`).
     pub(super) fn standing(&mut self) -> Result<Standing, StoreError> {
         let position = self.int()?;
@@ -69,12 +69,14 @@ impl Reply {
         let poll_after_ms = self.int()? as u32;
         let window = self.int()?;
         let eta = self.signed()?;
+        let shown = self.int()? == 1;
         Ok(Standing {
             position,
             tier,
             poll_after_ms,
             ready: position <= window,
             eta_secs: u64::try_from(eta).ok(),
+            shown,
         })
     }
 }
