@@ -7,10 +7,12 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::event::EventId;
 
@@ -84,6 +86,13 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check an event's draw (DESIGN §18) from what anyone can read: the seed matches the
+    /// commitment published before the opening, and every exported place follows ascending
+    /// HMAC-SHA256(seed, jti). Exits non-zero on any mismatch.
+    Draw {
+        /// The event's id.
+        event: String,
+    },
     /// Show who changed an event's valves, when, and from what to what (newest first).
     Audit {
         /// The event's id.
@@ -145,6 +154,9 @@ pub enum AdminError {
     /// The command line is well formed but cannot be sent.
     #[error("{0}")]
     Usage(String),
+    /// A check found what it checks to be wrong.
+    #[error("check failed: {0}")]
+    Check(String),
     /// The gateway could not be reached or did not answer.
     #[error("no answer from the gateway at {url}: {cause}\n(set --url or VESTIBULE_URL to the gateway's address)")]
     Unreachable {
@@ -231,6 +243,13 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
                 print!("event {event}\n{}", render(&answer));
             }
         }
+        AdminCommand::Draw { event } => {
+            let places = check_draw(&client, &event).await?;
+            println!(
+                "draw of {event}: {places} places checked; the seed matches its commitment and \
+                 every place follows ascending HMAC-SHA256(seed, jti)"
+            );
+        }
         AdminCommand::Audit { event, limit, json } => {
             let url = format!("{}/audit?limit={limit}", client.event_url(&event)?);
             let (_, answer) = client.call(Method::GET, &url, None).await?;
@@ -244,6 +263,66 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Recomputes a draw from its published seed and its export; answers the number of places.
+async fn check_draw(client: &Client, event: &str) -> Result<u64, AdminError> {
+    let admin_url = client.event_url(event)?;
+    let public_url = admin_url.replace("/admin/v1/events/", "/v1/events/") + "/draw";
+    let (_, draw) = client.call(Method::GET, &public_url, None).await?;
+    let seed = draw["seed"]
+        .as_str()
+        .and_then(|s| hex::decode(s).ok())
+        .ok_or_else(|| AdminError::Check(format!("no seed published yet: {draw}")))?;
+    let commitment = hex::encode(Sha256::digest(&seed));
+    if draw["commitment"].as_str() != Some(commitment.as_str()) {
+        return Err(AdminError::Check(format!(
+            "SHA-256 of the seed is {commitment}, the commitment was {}",
+            draw["commitment"]
+        )));
+    }
+    let count = draw["count"].as_u64().unwrap_or(0);
+    let mut entries = Vec::new();
+    while (entries.len() as u64) < count {
+        let url = format!(
+            "{admin_url}/draw/entries?offset={}&limit=10000",
+            entries.len()
+        );
+        let (_, page) = client.call(Method::GET, &url, None).await?;
+        let before = entries.len();
+        entries.extend(page["entries"].as_array().into_iter().flatten().map(|e| {
+            let jti = e["jti"].as_str().unwrap_or_default().to_owned();
+            (jti, e["place"].as_u64().unwrap_or(0))
+        }));
+        if entries.len() == before {
+            return Err(AdminError::Check(format!(
+                "the export ends at place {before} of {count}"
+            )));
+        }
+    }
+    check_order(&seed, &entries).map_err(AdminError::Check)?;
+    Ok(count)
+}
+
+/// Checks that `(jti, place)` entries, in place order, are places 1, 2, … in ascending
+/// HMAC-SHA256(seed, jti).
+fn check_order(seed: &[u8], entries: &[(String, u64)]) -> Result<(), String> {
+    let mut previous: Option<Vec<u8>> = None;
+    for ((jti, place), expected) in entries.iter().zip(1..) {
+        if *place != expected {
+            return Err(format!(
+                "expected place {expected}, the export says {place}"
+            ));
+        }
+        let mut mac = Hmac::<Sha256>::new_from_slice(seed).map_err(|e| e.to_string())?;
+        mac.update(jti.as_bytes());
+        let mac = mac.finalize().into_bytes().to_vec();
+        if previous.as_ref().is_some_and(|p| *p >= mac) {
+            return Err(format!("place {place} ({jti}) is out of the seed's order"));
+        }
+        previous = Some(mac);
     }
     Ok(())
 }
@@ -465,6 +544,26 @@ mod tests {
         assert_eq!(parse_assignment("a=b=c").unwrap().1, json!("b=c"));
         assert!(parse_assignment("open").is_err());
         assert!(parse_assignment("=5").is_err());
+    }
+
+    #[test]
+    fn a_draw_out_of_the_seeds_order_is_caught() {
+        let seed = [9u8; 32];
+        let mut entries: Vec<(String, u64)> = (1..=20).map(|s| (format!("sale:{s}"), 0)).collect();
+        entries.sort_by_key(|(jti, _)| crate::door::draw_score(&seed, jti));
+        for (i, entry) in entries.iter_mut().enumerate() {
+            entry.1 = i as u64 + 1;
+        }
+        assert_eq!(check_order(&seed, &entries), Ok(()));
+        let mut swapped = entries.clone();
+        swapped.swap(3, 4);
+        swapped[3].1 = 4;
+        swapped[4].1 = 5;
+        assert!(check_order(&seed, &swapped).is_err());
+        assert!(
+            check_order(&[8u8; 32], &entries).is_err(),
+            "another seed, another order"
+        );
     }
 
     #[test]

@@ -140,6 +140,10 @@ async fn everyone_in_the_pre_queue_is_placed_in_the_order_the_seed_gives(backend
         );
     }
 
+    // The operators' check, from what is published, agrees.
+    let checked = a.admin_cli(&["draw", "sale"]).await;
+    assert!(checked.status.success(), "{checked:?}");
+
     // The operators' export gives the same places.
     let export = a.draw_entries("sale", 0, 10_000).await;
     let exported: Vec<String> = export["entries"]
@@ -342,6 +346,11 @@ async fn the_draw_refuses_what_it_should(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let early = app.admin_cli(&["draw", "sale"]).await;
+    assert!(
+        !early.status.success(),
+        "nothing to check before the opening"
+    );
     let export = app.draw_entries("sale", 0, 10).await;
     assert_eq!(
         (
@@ -367,6 +376,19 @@ crate::on_every_store!(
 );
 
 impl TestApp {
+    /// `vestibule admin <args>` against this gateway.
+    async fn admin_cli(&self, args: &[&str]) -> std::process::Output {
+        let url = format!("http://{}", self.addr);
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
+            .args(["admin", "--url", &url, "--token", ADMIN_TOKEN])
+            .args(args)
+            .env_remove("VESTIBULE_URL")
+            .env_remove("VESTIBULE_ADMIN_TOKEN")
+            .output()
+            .await
+            .expect("the vestibule binary runs")
+    }
+
     async fn draw(&self, event: &str) -> (StatusCode, Value) {
         let response = self
             .http
@@ -403,4 +425,39 @@ impl TestApp {
         );
         body["ticket"].as_str().unwrap().to_owned()
     }
+}
+
+/// README's Python check of the draw, run as a reader would paste it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_python_check_of_the_draw_passes() {
+    let app = TestApp::spawn(Backend::Memory).await;
+    pre_queue_event(&app, "sale", json!({})).await;
+    join_many(&[&app], "sale", 50).await;
+    open_now(&app, "sale").await;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("How to check the draw").unwrap()..];
+    let start = section.find("```python\n").unwrap() + "```python\n".len();
+    let script = &section[start..start + section[start..].find("```").unwrap()];
+    let script = script.replace(
+        r#"base, token, event = "http://localhost:8080", "…", "sale""#,
+        &format!(
+            r#"base, token, event = "http://{}", "{ADMIN_TOKEN}", "sale""#,
+            app.addr
+        ),
+    );
+    assert!(
+        script.contains(&app.addr.to_string()),
+        "the README's first line changed"
+    );
+    let output = tokio::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
