@@ -7,13 +7,9 @@
 -- not yet inside the window ({'w', ...}), {'p', opens_at, poll_ms} in the pre-queue, {'limited'}, or a gone
 -- state as status does.
 local person, ticket_seq, new_id, only, slack = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local rec = redis.call('HGET', PEOPLE, person)
-if not rec then
-  return {'unknown'}
-end
-local st, seq = parse_record(rec)
-if seq ~= ticket_seq then
-  return {'superseded'}
+local rec, st, seq, refusal = ticket_place(person, ticket_seq)
+if refusal then
+  return refusal
 end
 local now = now_ms()
 if st == 'a' then

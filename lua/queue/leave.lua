@@ -3,13 +3,9 @@
 -- Returns {'left'} when this call removed them, else their state as status spells it
 -- ({'e'|'l'|'a'}), {'unknown'} or {'superseded'}.
 local person, ticket_seq = ARGV[2], ARGV[3]
-local rec = redis.call('HGET', PEOPLE, person)
-if not rec then
-  return {'unknown'}
-end
-local st, seq = parse_record(rec)
-if seq ~= ticket_seq then
-  return {'superseded'}
+local rec, st, seq, refusal = ticket_place(person, ticket_seq)
+if refusal then
+  return refusal
 end
 if st == 'w' then
   -- Out of the draw too while it is open; at the opening the draw is frozen.

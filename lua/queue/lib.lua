@@ -27,6 +27,20 @@ local function parse_record(rec)
   return string.match(rec, '^(%a)|(%d+)|(%d+)|(%d+)')
 end
 
+-- The place a ticket names: the person's record, state and sequence, or a refusal to answer
+-- ({'unknown'}: no such person; {'superseded'}: they joined again since this ticket).
+local function ticket_place(person, ticket_seq)
+  local rec = redis.call('HGET', PEOPLE, person)
+  if not rec then
+    return nil, nil, nil, {'unknown'}
+  end
+  local st, seq = parse_record(rec)
+  if seq ~= ticket_seq then
+    return nil, nil, nil, {'superseded'}
+  end
+  return rec, st, seq, nil
+end
+
 local function parse_admission(rec)
   return string.match(rec, '^a|%d+|%d+|%d+|([^|]+)|(%d+)$')
 end

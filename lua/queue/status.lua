@@ -5,13 +5,9 @@
 -- Returns the standing ({'w', ...}, see door.lua), {'a', admission_exp_ms}, or
 -- {'e'|'l'|'x'|'unknown'|'superseded'}.
 local person, ticket_seq = ARGV[2], ARGV[3]
-local rec = redis.call('HGET', PEOPLE, person)
-if not rec then
-  return {'unknown'}
-end
-local st, seq = parse_record(rec)
-if seq ~= ticket_seq then
-  return {'superseded'}
+local rec, st, seq, refusal = ticket_place(person, ticket_seq)
+if refusal then
+  return refusal
 end
 local now = now_ms()
 if st == 'w' then
