@@ -101,7 +101,52 @@ fn url_param(query: &str, name: &str) -> Option<String> {
 
 /// The client's address: the peer, or the first untrusted hop of `X-Forwarded-For` when the
 /// peer is a trusted proxy. Anyone else's `X-Forwarded-For` is ignored, so it cannot be spoofed.
+/// Limits key on [`ClientIp::limit_key`].
 pub struct ClientIp(pub IpAddr);
+
+impl ClientIp {
+    /// The key per-client limits count under: the address, but an IPv6 client by its /64 (one
+    /// subscriber's prefix: rotating addresses inside it must not make a new client each time),
+    /// and an IPv4-mapped IPv6 address as the IPv4 address it is.
+    pub fn limit_key(&self) -> IpAddr {
+        match self.0.to_canonical() {
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+            v4 => v4,
+        }
+    }
+}
+
+/// One hop of `X-Forwarded-For`: an address, also written `ip:port`, `[v6]` or `[v6]:port` (as
+/// some load balancers write it); `None` for anything else (`unknown`, an obfuscated name).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+}
+
+/// Walks `X-Forwarded-For` from the nearest hop back, through our trusted proxies, to the first
+/// address that is not one of them: the client. A hop that is not an address stops the walk at
+/// the proxy that wrote it (the right-most one: the peer itself), never skipping to an address
+/// further left, which the client could have written.
+fn client_from(peer: IpAddr, hops: &[&str], trusted: impl Fn(&IpAddr) -> bool) -> IpAddr {
+    if !trusted(&peer) {
+        return peer;
+    }
+    let mut writer = peer;
+    for hop in hops.iter().rev() {
+        match parse_hop(hop) {
+            Some(ip) if trusted(&ip) => writer = ip,
+            Some(ip) => return ip,
+            None => return writer,
+        }
+    }
+    writer
+}
 
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = ApiError;
@@ -112,20 +157,14 @@ impl FromRequestParts<AppState> for ClientIp {
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([127, 0, 0, 1]), |ci| ci.0.ip());
         let trusted = |ip: &IpAddr| state.trusted_proxies.iter().any(|net| net.contains(ip));
-        if !trusted(&peer) {
-            return Ok(Self(peer));
-        }
-        let forwarded = parts
+        // A header that is not text counts as one hop that is not an address.
+        let hops: Vec<&str> = parts
             .headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-            .collect::<Vec<_>>();
-        // Walk from the nearest hop back; the first address that is not our proxy is the client.
-        let client = forwarded.iter().rev().find(|ip| !trusted(ip)).copied();
-        Ok(Self(client.unwrap_or(peer)))
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .collect();
+        Ok(Self(client_from(peer, &hops, trusted)))
     }
 }
 
@@ -138,6 +177,46 @@ mod tests {
     #[allow(dead_code)]
     struct Body {
         user_id: Option<String>,
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_client_is_the_first_untrusted_hop_however_it_is_written() {
+        let proxy = |ip: &IpAddr| *ip == "10.0.0.1".parse::<IpAddr>().unwrap();
+        let from = |hops: &[&str]| client_from(ip("10.0.0.1"), hops, proxy);
+        assert_eq!(
+            from(&["6.6.6.6", "1.2.3.4"]),
+            ip("1.2.3.4"),
+            "the attacker's part is left"
+        );
+        assert_eq!(from(&["6.6.6.6", "1.2.3.4:5678"]), ip("1.2.3.4"));
+        assert_eq!(from(&["6.6.6.6", "[2001:db8::1]:443"]), ip("2001:db8::1"));
+        assert_eq!(from(&["6.6.6.6", "[2001:db8::1]"]), ip("2001:db8::1"));
+        assert_eq!(from(&["6.6.6.6", " 1.2.3.4 "]), ip("1.2.3.4"));
+        // A hop that is not an address: the proxy that wrote it is all we know.
+        assert_eq!(from(&["6.6.6.6", "unknown"]), ip("10.0.0.1"));
+        assert_eq!(
+            from(&["6.6.6.6", "1.2.3.4", "10.0.0.1", "junk"]),
+            ip("10.0.0.1")
+        );
+        assert_eq!(from(&[]), ip("10.0.0.1"));
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            client_from(ip("9.9.9.9"), &["1.2.3.4"], proxy),
+            ip("9.9.9.9")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64_and_mapped_v4_as_v4() {
+        let key = |s: &str| ClientIp(ip(s)).limit_key();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:1.2.3.4"), ip("1.2.3.4"));
+        assert_eq!(key("1.2.3.4"), ip("1.2.3.4"));
     }
 
     #[test]

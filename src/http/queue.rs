@@ -135,7 +135,7 @@ impl StatusResponse {
 pub async fn join(
     State(app): State<AppState>,
     Path(raw_event): Path<String>,
-    ClientIp(client): ClientIp,
+    client: ClientIp,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -147,7 +147,7 @@ pub async fn join(
     };
     let person = person_for(&app, &event, &headers, request)?;
     if let Some(limiter) = &app.join_limiter {
-        if let Err(not_until) = limiter.check_key(&client) {
+        if let Err(not_until) = limiter.check_key(&client.limit_key()) {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ));

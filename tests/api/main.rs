@@ -9,6 +9,7 @@ mod sales;
 
 mod admin_cli;
 mod admission;
+mod clients;
 mod conformance;
 mod door;
 mod draw;
