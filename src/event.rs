@@ -118,6 +118,9 @@ pub enum Identity {
     Anonymous,
     /// The caller names the person with `user_id` (only safe behind an authenticating frontend).
     UserId,
+    /// The sale site names the person in an HS256 enqueue token signed with the event's
+    /// `enqueue_key` (DESIGN §15): nobody can take another person's place by knowing their id.
+    Signed,
 }
 
 impl Identity {
@@ -125,7 +128,42 @@ impl Identity {
         match self {
             Self::Anonymous => "anonymous",
             Self::UserId => "user_id",
+            Self::Signed => "signed",
         }
+    }
+}
+
+/// An event's enqueue key: base64url (no padding) of at least 32 bytes. Write-only: never
+/// serialised, and `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnqueueKey(String);
+
+impl EnqueueKey {
+    /// Shortest key, in bytes.
+    pub const MIN_BYTES: usize = 32;
+
+    /// A key from its base64url text (checked by [`EventConfig::apply`]'s validation).
+    pub fn new(base64url: String) -> Self {
+        Self(base64url)
+    }
+
+    /// The HS256 key bytes; `None` when the text is not base64url of at least 32 bytes.
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&self.0)
+            .ok()
+            .filter(|b| b.len() >= Self::MIN_BYTES)
+    }
+
+    fn stored(key: &Option<Self>) -> String {
+        key.as_ref().map(|k| k.0.clone()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for EnqueueKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnqueueKey(…)")
     }
 }
 
@@ -165,6 +203,12 @@ pub struct EventConfig {
     /// When the pre-queue opens (unix seconds, before `opens_at`): joins from then until
     /// `opens_at` are drawn into a uniformly random order at the opening. `None`: no pre-queue.
     pub prequeue_opens_at: Option<u64>,
+    /// The HS256 key of enqueue tokens (`identity: signed`); write-only.
+    #[serde(skip)]
+    pub enqueue_key: Option<EnqueueKey>,
+    /// A rotated-out key, still accepted until cleared; write-only.
+    #[serde(skip)]
+    pub enqueue_key_previous: Option<EnqueueKey>,
     /// The order people are let in: strict FIFO, a uniform random order (`random`), or nobody
     /// waits at all (`passthrough`).
     pub queueing: Queueing,
@@ -199,6 +243,8 @@ impl Default for EventConfig {
             enter_rate: 200,
             opens_at: None,
             prequeue_opens_at: None,
+            enqueue_key: None,
+            enqueue_key_previous: None,
             queueing: Queueing::Fifo,
             title: None,
             message: None,
@@ -231,6 +277,9 @@ pub struct EventUpdate {
     pub opens_at: Option<u64>,
     /// Unix seconds, before `opens_at`; 0 clears it.
     pub prequeue_opens_at: Option<u64>,
+    /// base64url (no padding) of at least 32 bytes; `""` clears it.
+    pub enqueue_key: Option<String>,
+    pub enqueue_key_previous: Option<String>,
     pub queueing: Option<Queueing>,
     /// Page texts and target: `""` clears the field.
     pub title: Option<String>,
@@ -310,6 +359,13 @@ impl EventConfig {
             next.prequeue_opens_at = (at > 0).then_some(at);
         }
         next.queueing = u.queueing.unwrap_or(next.queueing);
+        let key = |new: Option<String>, old: Option<EnqueueKey>| match new {
+            Some(v) if v.is_empty() => None,
+            Some(v) => Some(EnqueueKey(v)),
+            None => old,
+        };
+        next.enqueue_key = key(u.enqueue_key, next.enqueue_key);
+        next.enqueue_key_previous = key(u.enqueue_key_previous, next.enqueue_key_previous);
         // An empty string clears a page field: JSON `null` already means "leave unchanged".
         let text = |new: Option<String>, old: Option<String>| match new {
             Some(v) if v.is_empty() => None,
@@ -392,6 +448,20 @@ impl EventConfig {
                 );
             }
         }
+        for (field, key) in [
+            ("enqueue_key", &self.enqueue_key),
+            ("enqueue_key_previous", &self.enqueue_key_previous),
+        ] {
+            if key.as_ref().is_some_and(|k| k.bytes().is_none()) {
+                return invalid(
+                    field,
+                    "must be base64url without padding of at least 32 bytes",
+                );
+            }
+        }
+        if self.identity == Identity::Signed && self.enqueue_key.is_none() {
+            return invalid("enqueue_key", "identity signed needs an enqueue_key");
+        }
         if let Some(pre) = self.prequeue_opens_at {
             if self.opens_at.is_none_or(|opens| pre >= opens) {
                 return invalid("prequeue_opens_at", "must come before opens_at");
@@ -430,6 +500,11 @@ impl EventConfig {
                 self.prequeue_opens_at.unwrap_or(0).to_string(),
             ),
             ("queueing", self.queueing.as_str().to_owned()),
+            ("enqueue_key", EnqueueKey::stored(&self.enqueue_key)),
+            (
+                "enqueue_key_previous",
+                EnqueueKey::stored(&self.enqueue_key_previous),
+            ),
             // Stored as "" when unset, so a cleared field overwrites the old value in a hash.
             ("title", self.title.clone().unwrap_or_default()),
             ("message", self.message.clone().unwrap_or_default()),
@@ -460,8 +535,11 @@ impl EventConfig {
             ticket_ttl_secs: num(fields, "ticket_ttl_secs", d.ticket_ttl_secs),
             identity: match fields.get("identity").map(String::as_str) {
                 Some("user_id") => Identity::UserId,
+                Some("signed") => Identity::Signed,
                 _ => Identity::Anonymous,
             },
+            enqueue_key: text(fields, "enqueue_key").map(EnqueueKey),
+            enqueue_key_previous: text(fields, "enqueue_key_previous").map(EnqueueKey),
             vip_size: num(fields, "vip_size", d.vip_size),
             fast_upto: num(fields, "fast_upto", d.fast_upto),
             fast_poll_ms: num(fields, "fast_poll_ms", d.fast_poll_ms),

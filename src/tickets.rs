@@ -36,6 +36,65 @@ pub fn jti(event: &EventId, seq: u64) -> String {
     format!("{event}:{seq}")
 }
 
+/// The claims of an enqueue token (DESIGN §15): minted by the sale site after its own login.
+#[derive(Debug, Deserialize)]
+struct EnqueueClaims {
+    sub: String,
+    ev: String,
+    exp: u64,
+}
+
+/// Longest enqueue token accepted (bytes): a few claims need far less.
+const MAX_ENQUEUE_TOKEN_BYTES: usize = 2048;
+
+/// Longest `sub` of an enqueue token, in characters.
+const MAX_ENQUEUE_SUB_CHARS: usize = 128;
+
+/// How far ahead an enqueue token may expire (s): a long-lived token is a stolen one waiting.
+const MAX_ENQUEUE_LIFETIME_SECS: u64 = 86_400;
+
+/// The person an enqueue token names for `event`, if it is signed (HS256) with one of `keys`
+/// (the event's key, then a rotated-out one), unexpired, at most a day ahead, and for this
+/// event. The reason otherwise.
+pub fn verify_enqueue_token(
+    token: &str,
+    event: &EventId,
+    keys: &[Vec<u8>],
+    now_secs: u64,
+) -> Result<String, String> {
+    if token.len() > MAX_ENQUEUE_TOKEN_BYTES {
+        return Err("the enqueue token is too long".into());
+    }
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 0;
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    let claims = keys
+        .iter()
+        .find_map(|key| {
+            jsonwebtoken::decode::<EnqueueClaims>(
+                token,
+                &DecodingKey::from_secret(key),
+                &validation,
+            )
+            .ok()
+        })
+        .ok_or("the enqueue token is not signed with this event's key, or has expired")?
+        .claims;
+    if claims.ev != event.as_str() {
+        return Err("the enqueue token is for another event".into());
+    }
+    if claims.exp > now_secs + MAX_ENQUEUE_LIFETIME_SECS {
+        return Err("the enqueue token expires more than 24 h ahead".into());
+    }
+    let sub_ok = (1..=MAX_ENQUEUE_SUB_CHARS).contains(&claims.sub.chars().count())
+        && !claims.sub.chars().any(char::is_control);
+    if !sub_ok {
+        return Err("the enqueue token's sub must be 1 to 128 characters, no control ones".into());
+    }
+    Ok(claims.sub)
+}
+
 /// Why a ticket is refused (all answer 401 `invalid_ticket`).
 #[derive(Debug, thiserror::Error)]
 #[error("invalid ticket: {0}")]

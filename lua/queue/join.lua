@@ -1,9 +1,10 @@
 -- Join: duplicate check, sequence, queue entry, heartbeat and every TTL in one atomic step.
--- ARGV[2] person id, ARGV[3] "claimed" when the id came from the caller, ARGV[4] key slack (s),
+-- ARGV[2] person id, ARGV[3] where the id comes from ('made', 'claimed': a caller's user_id,
+-- 'signed': an enqueue token's sub), ARGV[4] key slack (s),
 -- ARGV[5] and ARGV[6] a pre-queue place's sequence and draw score ('' and '' at first).
 -- Returns {tag, seq, iat, exp, standing...} where tag is 'created' or 'existing' (an admitted
 -- person's standing is just 'a'; a pre-queue person's 'p', opens_at, poll_ms), or {'no_event'},
--- {'claim_refused'}, {'not_open', state}, {'full'}.
+-- {'claim_refused'}, {'token_required'}, {'not_open', state}, {'full'}.
 -- In the pre-queue a new place takes two calls: the first takes a sequence and answers
 -- {'draw', seq, seed}; the caller computes the draw score (HMAC-SHA256 of the seed and the
 -- ticket's jti: door::draw_score, as Lua has no HMAC) and calls again with both. Should the
@@ -13,7 +14,9 @@ local m = load_meta()
 if not m then
   return {'no_event'}
 end
-if claim == 'claimed' and m.identity ~= 'user_id' then
+-- Each identity takes its own kind of id (twin: the in-process join): a caller's user_id only
+-- where the event says user_id, a signed token's sub only where it says signed.
+if (claim == 'claimed' and m.identity ~= 'user_id') or (claim == 'signed' and m.identity ~= 'signed') then
   return {'claim_refused'}
 end
 
@@ -37,6 +40,10 @@ if rec then
     return answer
   end
   -- Evicted or left: joining again takes a new place at the back.
+end
+-- A signed event's new places come from enqueue tokens only; a ticket it signed resumes above.
+if claim == 'made' and m.identity == 'signed' then
+  return {'token_required'}
 end
 
 local state = state_at(m, now)

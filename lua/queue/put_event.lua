@@ -15,13 +15,21 @@ else
   -- The door's clock starts now: joins and polls only peek at it (see door_peek).
   redis.call('HSET', META, 'door_credit', '0', 'door_tick_ms', now)
 end
+-- Secrets (the enqueue keys) are written, never shown: the audit says only whether one is set.
+-- Twin: the in-process put_event.
+local function shown(field, value)
+  if value and value ~= '' and string.sub(field, 1, 11) == 'enqueue_key' then
+    return '(set)'
+  end
+  return value
+end
 local changes = {}
 local changed = false
 for i = 6, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
   local old = redis.call('HGET', META, field)
   if old ~= value then
-    changes[field] = {old = old or cjson.null, new = value}
+    changes[field] = {old = shown(field, old) or cjson.null, new = shown(field, value)}
     changed = true
   end
   redis.call('HSET', META, field, value)

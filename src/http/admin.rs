@@ -136,6 +136,9 @@ async fn describe(app: &AppState, event: EventId) -> Result<serde_json::Value, A
         "event_id": event,
         "state_now": state_now,
         "config": config,
+        // The keys themselves are write-only.
+        "enqueue_key_set": config.enqueue_key.is_some(),
+        "enqueue_key_previous_set": config.enqueue_key_previous.is_some(),
         "figures": figures,
         "door_rate_now": door_rate,
         "outflow_per_second_last_minute": figures.admitted_last_minute as f64 / 60.0,

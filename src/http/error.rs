@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 401: the queue ticket is missing, malformed, forged, expired or no longer valid.
     #[error("{0}")]
     InvalidTicket(String),
+    /// 401: the join's enqueue token is missing, forged, expired, for another event or malformed.
+    #[error("{0}")]
+    InvalidEnqueueToken(String),
     /// 410: the sweeper evicted this person after missed heartbeats.
     #[error("you were removed from the queue after not checking in for too long")]
     Evicted,
@@ -114,6 +117,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidTicket(_) => "invalid_ticket",
+            Self::InvalidEnqueueToken(_) => "invalid_enqueue_token",
             Self::Evicted => "evicted",
             Self::Left => "left",
             Self::AdmissionExpired => "admission_expired",
@@ -143,9 +147,10 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidTicket(_) | Self::InvalidToken(_) | Self::Unauthorized => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::InvalidTicket(_)
+            | Self::InvalidEnqueueToken(_)
+            | Self::InvalidToken(_)
+            | Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Evicted | Self::Left | Self::AdmissionExpired => StatusCode::GONE,
             Self::NotReady { .. } => StatusCode::TOO_EARLY,
             Self::AlreadyRedeemed => StatusCode::CONFLICT,

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{bearer, parse_json, BearerOrQuery, ClientIp};
 use crate::app::AppState;
-use crate::event::{EventId, Tier};
+use crate::event::{EventId, Identity, Tier};
 use crate::metrics::UNKNOWN_EVENT;
-use crate::store::{Gone, JoinOutcome, LeaveOutcome, Person, Presence, StatusOutcome};
+use crate::store::{Gone, JoinOutcome, LeaveOutcome, Origin, Person, Presence, StatusOutcome};
 use crate::tickets::TicketClaims;
 
 /// Body of a join; may be empty.
@@ -25,6 +25,9 @@ use crate::tickets::TicketClaims;
 pub struct JoinRequest {
     /// The caller's own id for the person; only for events with `identity: user_id`.
     user_id: Option<String>,
+    /// An HS256 JWT minted by the sale site (`sub`, `ev`, `exp`); for events with
+    /// `identity: signed`, whose people come only from these tokens.
+    enqueue_token: Option<String>,
 }
 
 /// Answer of a join: the ticket, and the same fields as a status answer.
@@ -145,7 +148,7 @@ pub async fn join(
     } else {
         parse_json(&body)?
     };
-    let person = person_for(&app, &event, &headers, request)?;
+    let person = person_for(&app, &event, &headers, request).await?;
     if let Some(limiter) = &app.join_limiter {
         if let Err(not_until) = limiter.check_key(&client.limit_key()) {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
@@ -166,9 +169,15 @@ pub async fn join(
             created,
         } => Ok((place, presence, created)),
         JoinOutcome::NoEvent => Err(ApiError::EventNotFound),
+        JoinOutcome::ClaimRefused if person.origin == Origin::Signed => Err(
+            ApiError::InvalidEnqueueToken("this event takes no enqueue tokens".into()),
+        ),
         JoinOutcome::ClaimRefused => Err(ApiError::invalid_field(
             "user_id",
             "this event names people itself; send no user_id",
+        )),
+        JoinOutcome::TokenRequired => Err(ApiError::InvalidEnqueueToken(
+            "this event admits people only with an enqueue token from the sale site".into(),
         )),
         JoinOutcome::NotOpen(state) if state == "closed" => Err(ApiError::EventClosed),
         JoinOutcome::NotOpen(state) => Err(ApiError::EventNotOpen(state)),
@@ -199,7 +208,7 @@ pub async fn join(
     Ok((status, no_store(), Json(body)).into_response())
 }
 
-fn person_for(
+async fn person_for(
     app: &AppState,
     event: &EventId,
     headers: &HeaderMap,
@@ -214,8 +223,11 @@ fn person_for(
         }
         return Ok(Person {
             id: claims.sub,
-            claimed: false,
+            origin: Origin::Made,
         });
+    }
+    if let Some(token) = request.enqueue_token {
+        return signed_person(app, event, &token).await;
     }
     if let Some(user_id) = request.user_id {
         let valid = (1..=64).contains(&user_id.len())
@@ -230,12 +242,39 @@ fn person_for(
         }
         return Ok(Person {
             id: user_id,
-            claimed: true,
+            origin: Origin::Named,
         });
     }
     Ok(Person {
         id: anonymous_id(),
-        claimed: false,
+        origin: Origin::Made,
+    })
+}
+
+/// The person an enqueue token names, checked against the event's keys as the store has them
+/// now (one read: a rotated key is in force at once on every gateway).
+async fn signed_person(app: &AppState, event: &EventId, token: &str) -> Result<Person, ApiError> {
+    let config = app
+        .store
+        .get_event(event)
+        .await?
+        .ok_or(ApiError::EventNotFound)?;
+    let keys: Vec<Vec<u8>> = [&config.enqueue_key, &config.enqueue_key_previous]
+        .into_iter()
+        .flatten()
+        .filter_map(|key| key.bytes())
+        .collect();
+    if config.identity != Identity::Signed || keys.is_empty() {
+        return Err(ApiError::InvalidEnqueueToken(
+            "this event takes no enqueue tokens".into(),
+        ));
+    }
+    let now = crate::clock::now_ms() / 1000;
+    let sub = crate::tickets::verify_enqueue_token(token, event, &keys, now)
+        .map_err(ApiError::InvalidEnqueueToken)?;
+    Ok(Person {
+        id: sub,
+        origin: Origin::Signed,
     })
 }
 

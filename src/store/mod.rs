@@ -33,13 +33,35 @@ pub enum StoreError {
     Protocol(String),
 }
 
-/// Who a person is, and whether the caller named them or the gateway did.
+/// Who a person is, and who vouches for the id.
 #[derive(Clone, Debug)]
 pub struct Person {
     /// The person's id within the event.
     pub id: String,
-    /// True when the id came from the caller's `user_id`.
-    pub claimed: bool,
+    /// Where the id comes from.
+    pub origin: Origin,
+}
+
+/// Where a person's id comes from; each identity valve accepts its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Made by the gateway (a new anonymous person), or read from a ticket it signed.
+    Made,
+    /// The caller's `user_id` (events with `identity: user_id`).
+    Named,
+    /// The `sub` of an enqueue token signed with the event's key (`identity: signed`).
+    Signed,
+}
+
+impl Origin {
+    /// The spelling the join script takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Made => "made",
+            Self::Named => "claimed",
+            Self::Signed => "signed",
+        }
+    }
 }
 
 /// Why a person is no longer in the queue nor admitted.
@@ -117,6 +139,8 @@ pub enum JoinOutcome {
     NoEvent,
     /// The event names people itself; a caller-supplied id is refused.
     ClaimRefused,
+    /// The event takes people only from enqueue tokens (`identity: signed`), and none was given.
+    TokenRequired,
     /// The event does not accept joins in this state.
     NotOpen(String),
     /// `max_queue_len` reached.

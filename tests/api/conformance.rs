@@ -22,13 +22,13 @@ use std::fmt::Debug;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use vestibule::clock::Clock;
-use vestibule::event::{EventConfig, EventId, EventState, Identity, Queueing};
+use vestibule::event::{EnqueueKey, EventConfig, EventId, EventState, Identity, Queueing};
 use vestibule::store::memory::MemoryStore;
 use vestibule::store::redis::RedisStore;
 use vestibule::store::reservations::{
     ClaimPolicy, Delivery, Item, NewReservation, ReservationState, Reservations, Settlement,
 };
-use vestibule::store::{EnterOutcome, JoinOutcome, Person, Store};
+use vestibule::store::{EnterOutcome, JoinOutcome, Origin, Person, Store};
 
 use crate::helpers::RedisServer;
 
@@ -40,7 +40,7 @@ const PEOPLE: u8 = 6;
 enum Op {
     Join {
         person: u8,
-        claimed: bool,
+        origin: Origin,
     },
     /// With `stale`, the ticket of the person's place before last (superseded, or unknown).
     Status {
@@ -134,7 +134,11 @@ fn valves() -> impl Strategy<Value = Valves> {
         prop::sample::select(vec![1u32, 2, 600]),
         0u32..3,
         prop::sample::select(vec![2u32, 4]),
-        prop_oneof![Just(Identity::Anonymous), Just(Identity::UserId)],
+        prop_oneof![
+            Just(Identity::Anonymous),
+            Just(Identity::UserId),
+            Just(Identity::Signed)
+        ],
     )
         .prop_map(
             |(
@@ -170,8 +174,15 @@ fn valves() -> impl Strategy<Value = Valves> {
 fn op() -> impl Strategy<Value = Op> {
     let person = 0..PEOPLE;
     prop_oneof![
-        6 => (person.clone(), prop::bool::weighted(0.2))
-            .prop_map(|(person, claimed)| Op::Join { person, claimed }),
+        6 => (
+            person.clone(),
+            prop_oneof![
+                8 => Just(Origin::Made),
+                1 => Just(Origin::Named),
+                1 => Just(Origin::Signed),
+            ]
+        )
+            .prop_map(|(person, origin)| Op::Join { person, origin }),
         6 => (person.clone(), prop::bool::weighted(0.1))
             .prop_map(|(person, stale)| Op::Status { person, stale }),
         5 => (person.clone(), prop::bool::weighted(0.2))
@@ -273,6 +284,9 @@ impl<'a> Pair<'a> {
             vip_size: valves.vip_size,
             fast_upto: valves.fast_upto,
             identity: valves.identity,
+            // Any signed event has a key; the audit of both stores must hide it alike.
+            enqueue_key: (valves.identity == Identity::Signed)
+                .then(|| EnqueueKey::new(format!("{:A<43}", valves.vip_size))),
             ticket_ttl_secs: 3600,
             ..EventConfig::default()
         };
@@ -306,10 +320,10 @@ impl<'a> Pair<'a> {
         let (mr, rr) = (self.memory.reservations, self.redis.reservations);
         let what = format!("{op:?}");
         match op {
-            Op::Join { person, claimed } => {
+            Op::Join { person, origin } => {
                 let who = Person {
                     id: self.person(*person),
-                    claimed: *claimed,
+                    origin: *origin,
                 };
                 let answer = self.same(
                     &what,
@@ -658,7 +672,7 @@ fn replay(ops: &[Op]) {
 fn join(person: u8) -> Op {
     Op::Join {
         person,
-        claimed: false,
+        origin: Origin::Made,
     }
 }
 

@@ -12,8 +12,8 @@ use crate::door::{self, Door, Load, OUTFLOW_WINDOW_MS};
 use crate::event::{EventConfig, EventId, EventState, Identity, Queueing, Tier};
 use crate::store::{
     Admission, AuditEntry, Change, Draw, EnterOutcome, Figures, Gone, JoinOutcome, LeaveOutcome,
-    Person, Place, Presence, Standing, StatusOutcome, Store, StoreError, SweepOutcome, AUDIT_LEN,
-    KEY_SLACK_SECS,
+    Origin, Person, Place, Presence, Standing, StatusOutcome, Store, StoreError, SweepOutcome,
+    AUDIT_LEN, KEY_SLACK_SECS,
 };
 
 /// What the Redis store keeps in an event's meta hash and audit stream.
@@ -271,14 +271,23 @@ impl Store for MemoryStore {
             HashMap::new()
         };
         let mut changes = serde_json::Map::new();
+        // Secrets (the enqueue keys) are written, never shown: the audit says only whether one
+        // is set (twin: `shown` in put_event.lua).
+        let shown = |field: &str, value: &str| -> serde_json::Value {
+            if !value.is_empty() && field.starts_with("enqueue_key") {
+                "(set)".into()
+            } else {
+                value.into()
+            }
+        };
         for (field, value) in config.to_fields() {
             if old.get(field) != Some(&value) {
                 let was = old
                     .get(field)
-                    .map_or(serde_json::Value::Null, |v| v.clone().into());
+                    .map_or(serde_json::Value::Null, |v| shown(field, v));
                 changes.insert(
                     field.to_owned(),
-                    serde_json::json!({"old": was, "new": value}),
+                    serde_json::json!({"old": was, "new": shown(field, &value)}),
                 );
             }
         }
@@ -326,7 +335,13 @@ impl Store for MemoryStore {
 
     async fn join(&self, event: &EventId, person: &Person) -> Result<JoinOutcome, StoreError> {
         let outcome = self.with_event(event, |e, now| {
-            if person.claimed && e.config.identity != Identity::UserId {
+            // Each identity takes its own kind of id (twin: join.lua).
+            let refused = match person.origin {
+                Origin::Named => e.config.identity != Identity::UserId,
+                Origin::Signed => e.config.identity != Identity::Signed,
+                Origin::Made => false,
+            };
+            if refused {
                 return JoinOutcome::ClaimRefused;
             }
             if let Some(rec) = e.queue.people.get(&person.id) {
@@ -353,6 +368,10 @@ impl Store for MemoryStore {
                     // Evicted or left: joining again takes a new place at the back.
                     Stage::Evicted | Stage::Left => {}
                 }
+            }
+            // A signed event's new places come from enqueue tokens only.
+            if person.origin == Origin::Made && e.config.identity == Identity::Signed {
+                return JoinOutcome::TokenRequired;
             }
             let state = e.config.state_at(now);
             let pre = e.pre_queue(now);

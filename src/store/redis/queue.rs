@@ -117,7 +117,7 @@ impl Store for RedisStore {
     }
 
     async fn join(&self, event: &EventId, person: &Person) -> Result<JoinOutcome, StoreError> {
-        let claim = if person.claimed { "claimed" } else { "made" };
+        let claim = person.origin.as_str();
         let args = |draw: Option<(u64, i64)>| -> Vec<Value> {
             let (seq, score) = draw.map_or((String::new(), String::new()), |(seq, score)| {
                 (seq.to_string(), score.to_string())
@@ -164,6 +164,7 @@ impl Store for RedisStore {
             },
             "no_event" => JoinOutcome::NoEvent,
             "claim_refused" => JoinOutcome::ClaimRefused,
+            "token_required" => JoinOutcome::TokenRequired,
             "not_open" => JoinOutcome::NotOpen(reply.text()?),
             "full" => JoinOutcome::Full,
             _ => return Err(reply.error("tag")),
