@@ -13,3 +13,4 @@ mod helpers;
 
 mod compose;
 mod dashboards;
+mod prometheus;
