@@ -13,4 +13,6 @@ mod helpers;
 
 mod compose;
 mod dashboards;
+mod nginx;
+mod processes;
 mod prometheus;

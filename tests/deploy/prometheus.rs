@@ -5,9 +5,9 @@
 //! parser) must be one that Prometheus scraped.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{walk_expr, ExprVisitor};
@@ -17,6 +17,7 @@ use serde_norway::Value as Yaml;
 
 use crate::dashboards::{queries, repo, rules, yaml};
 use crate::helpers::{temp_dir, RedisServer};
+use crate::processes::{free_port, start, wait_for, Process};
 
 const ADMIN_TOKEN: &str = "prometheus-test-admin-token";
 
@@ -129,48 +130,10 @@ fn the_parser_finds_every_metric_an_expression_reads() {
     assert!(metric_names("sum(rate(x[5m])").is_err());
 }
 
-/// A child process killed when the test ends, whatever the outcome.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(program: &str, args: &[&str], log: &Path) -> Process {
-    let log = std::fs::File::create(log).expect("log file");
-    let child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
-    Process(child)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// Waits until `check` holds, up to `within`; the last answer on failure.
-async fn wait_for<F, Fut>(within: Duration, mut check: F) -> Result<(), String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(()) => return Ok(()),
-            Err(last) if Instant::now() >= deadline => return Err(last),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
+fn command(program: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(program);
+    command.args(args);
+    command
 }
 
 /// The stack of the compose file in small: a gateway and a worker over one Redis and one
@@ -195,22 +158,24 @@ impl Stack {
         let gateway_listen = format!("127.0.0.1:{gateway_port}");
         let worker_listen = format!("127.0.0.1:{worker_port}");
         let mut processes = vec![start(
-            bin,
-            &[
-                "serve",
-                "--listen",
-                &gateway_listen,
-                "--redis-url",
-                &redis.url(),
-                "--admin-token",
-                ADMIN_TOKEN,
-                "--keys-dir",
-                keys.to_str().unwrap(),
-                "--database-url",
-                &database,
-                "--sweep-interval-ms",
-                "200",
-            ],
+            command(
+                bin,
+                &[
+                    "serve",
+                    "--listen",
+                    &gateway_listen,
+                    "--redis-url",
+                    &redis.url(),
+                    "--admin-token",
+                    ADMIN_TOKEN,
+                    "--keys-dir",
+                    keys.to_str().unwrap(),
+                    "--database-url",
+                    &database,
+                    "--sweep-interval-ms",
+                    "200",
+                ],
+            ),
             &dir.join("gateway.log"),
         )];
         let http = reqwest::Client::new();
@@ -226,16 +191,18 @@ impl Stack {
         .unwrap_or_else(|e| panic!("the gateway never got ready: {e}"));
         // The database exists once the gateway has run its migrations.
         processes.push(start(
-            bin,
-            &[
-                "worker",
-                "--redis-url",
-                &redis.url(),
-                "--database-url",
-                &database,
-                "--metrics-listen",
-                &worker_listen,
-            ],
+            command(
+                bin,
+                &[
+                    "worker",
+                    "--redis-url",
+                    &redis.url(),
+                    "--database-url",
+                    &database,
+                    "--metrics-listen",
+                    &worker_listen,
+                ],
+            ),
             &dir.join("worker.log"),
         ));
 
@@ -262,12 +229,14 @@ impl Stack {
         std::fs::write(&config_path, serde_norway::to_string(&config).unwrap()).unwrap();
         let prometheus_listen = format!("127.0.0.1:{prometheus_port}");
         processes.push(start(
-            "prometheus",
-            &[
-                &format!("--config.file={}", config_path.display()),
-                &format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
-                &format!("--web.listen-address={prometheus_listen}"),
-            ],
+            command(
+                "prometheus",
+                &[
+                    &format!("--config.file={}", config_path.display()),
+                    &format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
+                    &format!("--web.listen-address={prometheus_listen}"),
+                ],
+            ),
             &dir.join("prometheus.log"),
         ));
         let stack = Self {
