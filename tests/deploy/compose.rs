@@ -300,7 +300,7 @@ fn variables_read_in(source: &str) -> BTreeSet<String> {
 
 /// What `vestibule serve` reads: its configuration, logging, and `RUST_LOG`, which
 /// tracing-subscriber reads for us.
-fn variables_a_gateway_reads() -> BTreeSet<String> {
+pub(crate) fn variables_a_gateway_reads() -> BTreeSet<String> {
     let mut names = BTreeSet::from(["RUST_LOG".to_owned()]);
     names.extend(variables_read_in(&read("src/config.rs")));
     names.extend(variables_read_in(&read("src/worker/config.rs")));
@@ -313,7 +313,7 @@ fn variables_a_gateway_reads() -> BTreeSet<String> {
 }
 
 /// What any part of the binary reads (the worker's configuration may live anywhere in src/).
-fn variables_the_binary_reads() -> BTreeSet<String> {
+pub(crate) fn variables_the_binary_reads() -> BTreeSet<String> {
     fn walk(dir: &Path, names: &mut BTreeSet<String>) {
         for entry in std::fs::read_dir(dir).expect("src/") {
             let path = entry.expect("entry").path();
