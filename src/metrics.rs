@@ -28,6 +28,22 @@ const QUEUE_TIME_BUCKETS: &[f64] = &[
 /// The label used when a request names an event the store does not know.
 pub const UNKNOWN_EVENT: &str = "-";
 
+/// The reasons a join or an enter is refused for most often (API error codes): each known
+/// event has a `vestibule_rejections_total` series at 0 for them from the start, so a panel or
+/// an alert on a reason tells "none yet" from "no gateway".
+pub const REJECTION_REASONS: &[&str] = &[
+    "event_closed",
+    "event_not_open",
+    "queue_full",
+    "rate_limited",
+    "not_ready",
+    "evicted",
+    "left",
+    "admission_expired",
+    "invalid_ticket",
+    "unavailable",
+];
+
 /// The gateway's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -183,6 +199,12 @@ impl Metrics {
         for collector in own.into_iter().chain(store_collectors) {
             metrics.register(collector).expect("unique metric");
         }
+        // Refused before any event is known: there from the start.
+        for reason in ["rate_limited", "event_not_found"] {
+            metrics
+                .rejections
+                .with_label_values(&[UNKNOWN_EVENT, reason]);
+        }
         metrics
     }
 
@@ -216,6 +238,28 @@ impl Metrics {
         names.sort();
         names.dedup();
         names
+    }
+
+    /// Gives a known event every per-event counter and histogram at 0 (called by the sweeper
+    /// for each event it finds), as Prometheus advises: a series that appears only with its
+    /// first increment is invisible to `rate()` and `increase()` for that increment, and its
+    /// absence cannot be told from an instance that is down.
+    pub fn know_event(&self, event: &str) {
+        let label = [event];
+        for counter in [
+            &self.joins,
+            &self.status_polls,
+            &self.admitted,
+            &self.left,
+            &self.redeemed,
+            &self.evicted,
+        ] {
+            counter.with_label_values(&label);
+        }
+        self.time_in_queue.with_label_values(&label);
+        for reason in REJECTION_REASONS {
+            self.rejections.with_label_values(&[event, reason]);
+        }
     }
 
     /// Counts a refused request.

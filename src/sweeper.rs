@@ -45,6 +45,7 @@ pub async fn run(
 pub async fn round(store: &dyn Store, metrics: &Metrics) -> Result<(), StoreError> {
     for event in store.list_events().await? {
         let label = [event.as_str()];
+        metrics.know_event(event.as_str());
         let mut exists = true;
         for _ in 0..MAX_BATCHES_PER_ROUND {
             match store.sweep(&event, BATCH).await? {

@@ -1,7 +1,7 @@
 //! The worker's Prometheus metrics, in their own registry: served on the gateway's `/metrics`
 //! when the worker runs in process (`vestibule run`), and on the worker's own `/metrics`
-//! listener for `vestibule worker`. Every series is labelled by event (operator defined);
-//! nothing appears until a worker has done something.
+//! listener for `vestibule worker`. Every series is labelled by event (operator defined); an
+//! event's counters are at 0 from the first time a worker looks at its stream.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -12,6 +12,9 @@ use prometheus::{
 const SETTLE_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
+
+/// The reasons a reservation is rejected for (the `reason` label of `rejected`).
+pub const REJECTION_REASONS: &[&str] = &["sold_out", "invalid_sku", "failed"];
 
 /// Seconds one batch takes, from read to results written.
 const BATCH_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
@@ -120,6 +123,25 @@ impl WorkerMetrics {
             metrics.registry.register(metric).expect("unique metric");
         }
         metrics
+    }
+
+    /// Gives an event every counter and histogram at 0, so `rate()` and `increase()` see the
+    /// first increment and a panel shows 0 rather than "No data" before the first reservation.
+    pub fn know_event(&self, event: &str) {
+        let label = [event];
+        for counter in [
+            &self.processed,
+            &self.confirmed,
+            &self.retried,
+            &self.dead_lettered,
+        ] {
+            counter.with_label_values(&label);
+        }
+        for reason in REJECTION_REASONS {
+            self.rejected.with_label_values(&[event, reason]);
+        }
+        self.settle_seconds.with_label_values(&label);
+        self.batch_seconds.with_label_values(&label);
     }
 
     /// The name of every metric family, with or without samples: what dashboards may read.

@@ -143,6 +143,7 @@ impl Worker {
     }
 
     async fn observe_backlog(&self, event: &EventId) {
+        self.metrics.know_event(event.as_str());
         if let Ok(backlog) = self.reservations.backlog(event).await {
             let label = [event.as_str()];
             self.metrics

@@ -223,7 +223,73 @@ async fn after_a_mini_sale_the_metrics_equal_what_happened(backend: Backend) {
     );
 }
 
+/// Prometheus's advice: a family without samples is absent from `/metrics`, so a panel says
+/// "No data" and an alert cannot tell "no errors" from "no gateway". Every family a known label
+/// set exists for is there, at 0, before anything happened.
+async fn a_fresh_gateway_exposes_every_family_at_zero(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let scrape = || async {
+        let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
+    };
+    let text = scrape().await;
+    let mut zeros = vec![
+        "vestibule_rejections_total{event=\"-\",reason=\"rate_limited\"}".to_owned(),
+        "vestibule_rejections_total{event=\"-\",reason=\"event_not_found\"}".to_owned(),
+    ];
+    if !matches!(backend, Backend::Memory) {
+        // The Redis store's calls, each script and command by name.
+        for op in [
+            "join",
+            "status",
+            "enter",
+            "reserve",
+            "sweep",
+            "ping",
+            "get_event",
+        ] {
+            zeros.push(format!("vestibule_store_errors_total{{op=\"{op}\"}}"));
+            zeros.push(format!(
+                "vestibule_store_call_duration_seconds_count{{op=\"{op}\"}}"
+            ));
+        }
+    }
+    for series in &zeros {
+        assert!(
+            text.contains(&format!("{series} 0\n")),
+            "{series} is not at 0 on a fresh gateway:\n{text}"
+        );
+    }
+
+    // An event's counters exist from the sweeper's first round over it.
+    app.put_event("sale", json!({"state": "open"})).await;
+    let known = eventually(Duration::from_secs(5), || async {
+        scrape()
+            .await
+            .contains("vestibule_joins_total{event=\"sale\"} 0")
+    })
+    .await;
+    assert!(known, "the event's counters never appeared");
+    let text = scrape().await;
+    let ev = "event=\"sale\"";
+    for name in [
+        "vestibule_admitted_total",
+        "vestibule_left_total",
+        "vestibule_redeemed_total",
+        "vestibule_evicted_total",
+        "vestibule_status_polls_total",
+        "vestibule_time_in_queue_seconds_count",
+    ] {
+        assert!(
+            text.contains(&format!("{name}{{{ev}}} 0\n")),
+            "{name}: {text}"
+        );
+    }
+    assert!(text.contains("vestibule_rejections_total{event=\"sale\",reason=\"queue_full\"} 0\n"));
+}
+
 crate::on_every_store!(
+    a_fresh_gateway_exposes_every_family_at_zero,
     a_valve_changed_through_one_instance_is_in_force_on_the_other_at_once,
     a_scheduled_event_opens_by_itself_at_opens_at,
     every_change_is_audited_with_who_when_and_old_to_new,

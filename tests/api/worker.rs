@@ -123,6 +123,13 @@ async fn a_thousand_concurrent_reservations_for_100_seats_confirm_exactly_100(
     assert!(
         metrics.contains("vestibule_worker_rejected_total{event=\"sale\",reason=\"sold_out\"} 900")
     );
+    // What did not happen is a 0, not a missing series: a panel or an alert can tell them apart.
+    for zero in [
+        "vestibule_worker_dead_lettered_total{event=\"sale\"} 0",
+        "vestibule_worker_rejected_total{event=\"sale\",reason=\"invalid_sku\"} 0",
+    ] {
+        assert!(metrics.contains(zero), "{zero} missing: {metrics}");
+    }
     assert_eq!(sale.backlog().await.dead, 0);
 }
 

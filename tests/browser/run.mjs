@@ -352,6 +352,44 @@ const scenarios = {
     await waitText(page, 'dd[data-figure="joined total"]', '3');
     emit({ result: {} });
   },
+
+  /**
+   * Through nginx in front of two gateways (tests/deploy/nginx.rs runs the stack): the page
+   * waits behind a shut door on the status stream, whose events arrive while the connection
+   * is open (nginx does not hold them back), enters when the door opens and lands on the sale.
+   */
+  async nginx(browser) {
+    const { page } = await person(browser, 'sale');
+    await waitState(page, 'waiting');
+    await waitText(page, '#position', '1');
+    // Back on the page (its place kept), it follows the place on the stream.
+    const streams = page.waitForRequest((r) => r.url().includes('/v1/queue/stream'), { timeout: WAIT_MS });
+    await page.reload();
+    await streams;
+    await waitText(page, '#position', '1');
+    // A stream beside the page's, with its ticket: the first status event comes while open.
+    const first = await page.evaluate((event) => new Promise((resolve, reject) => {
+      const ticket = JSON.parse(localStorage.getItem(`vestibule.place.${event}`)).ticket;
+      const source = new EventSource('/v1/queue/stream?ticket=' + encodeURIComponent(ticket));
+      setTimeout(() => { source.close(); reject(new Error('no status event within 20 s')); }, 20000);
+      source.addEventListener('status', (m) => {
+        const open = source.readyState === EventSource.OPEN;
+        source.close();
+        resolve({ open, status: JSON.parse(m.data) });
+      });
+    }), 'sale');
+    assert.ok(first.open, 'the event arrived on an open stream');
+    assert.equal(first.status.state, 'waiting');
+
+    const landed = page.waitForURL((url) => url.href.startsWith(SHOP), { timeout: WAIT_MS });
+    await step('open_door');
+    await landed;
+    const fragment = new URL(page.url()).hash;
+    assert.match(fragment, /^#admission_token=/, 'the token travels in the fragment');
+    const token = decodeURIComponent(fragment.slice('#admission_token='.length));
+    await verifyAdmission(token, 'sale');
+    emit({ result: { token } });
+  },
 };
 
 const name = process.argv[2];

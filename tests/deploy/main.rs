@@ -1,7 +1,9 @@
 //! The deployment files checked against the code: `docker-compose.yml`, nginx, Prometheus and
-//! Grafana configuration (`dashboards/`), the Dockerfile and the README's by-hand instructions.
-//! Apart from the behavioural suite (`tests/api/`): these read files, and fail for a wrong file,
-//! not for a wrong answer.
+//! Grafana configuration (`dashboards/`), the Kubernetes manifests (`deploy/kubernetes/`), the
+//! Dockerfile and the README's by-hand instructions.
+//! Apart from the behavioural suite (`tests/api/`): these read the files and run the programs
+//! operators run on them (promtool, Prometheus, nginx, kubernetes-validate, Chromium), and fail
+//! for a wrong file.
 
 // Tests may panic on the unexpected: that is how they fail.
 #![allow(clippy::unwrap_used)]
@@ -13,3 +15,7 @@ mod helpers;
 
 mod compose;
 mod dashboards;
+mod kubernetes;
+mod nginx;
+mod processes;
+mod prometheus;

@@ -27,15 +27,31 @@ use scripts::{Lua, Scripts};
 /// How long a single store call may take before the caller gets 503.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Latency and errors of store calls, by operation.
+/// The `op` of every plain command (not a script) the store sends; the scripts' own names
+/// complete the set (`Scripts::names`).
+const COMMANDS: &[&str] = &[
+    "audit",
+    "dead_letters",
+    "forget_event",
+    "get_event",
+    "index_event",
+    "list_events",
+    "ping",
+    "reservation",
+];
+
+/// Latency and errors of store calls, by operation: every operation the store can run has its
+/// series from the start (errors at 0), so "no failed calls" is a 0 and not a missing series.
 struct CallMetrics {
+    /// Every operation given its series up front.
+    ops: Vec<&'static str>,
     latency: HistogramVec,
     errors: IntCounterVec,
 }
 
 impl CallMetrics {
-    fn new() -> Self {
-        Self {
+    fn new(ops: Vec<&'static str>) -> Self {
+        let metrics = Self {
             latency: HistogramVec::new(
                 HistogramOpts::new(
                     "vestibule_store_call_duration_seconds",
@@ -53,7 +69,13 @@ impl CallMetrics {
                 &["op"],
             )
             .expect("valid metric"),
+            ops,
+        };
+        for op in &metrics.ops {
+            metrics.latency.with_label_values(&[op]);
+            metrics.errors.with_label_values(&[op]);
         }
+        metrics
     }
 }
 
@@ -94,10 +116,12 @@ impl RedisStore {
             .build()
             .map_err(unavailable)?;
         client.init().await.map_err(unavailable)?;
+        let scripts = Scripts::load();
+        let ops = scripts.names().chain(COMMANDS.iter().copied()).collect();
         Ok(Self {
             client,
-            scripts: Scripts::load(),
-            metrics: CallMetrics::new(),
+            scripts,
+            metrics: CallMetrics::new(ops),
             clock,
         })
     }
@@ -130,6 +154,11 @@ impl RedisStore {
         op: &'static str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        // A new operation missing from COMMANDS would have no series until it first runs.
+        debug_assert!(
+            self.metrics.ops.contains(&op),
+            "store op `{op}` not in COMMANDS"
+        );
         let started = Instant::now();
         let result = if self.client.is_connected() {
             call.await

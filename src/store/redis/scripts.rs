@@ -131,6 +131,29 @@ macro_rules! script {
 }
 
 impl Scripts {
+    /// Every script's name (the `op` label of its metrics).
+    pub(super) fn names(&self) -> impl Iterator<Item = &'static str> {
+        [
+            &self.join,
+            &self.status,
+            &self.enter,
+            &self.leave,
+            &self.redeem,
+            &self.sweep,
+            &self.put_event,
+            &self.figures,
+            &self.reserve,
+            &self.next_batch,
+            &self.chains,
+            &self.settle,
+            &self.ack,
+            &self.dead_letter,
+            &self.backlog,
+        ]
+        .map(|lua| lua.name)
+        .into_iter()
+    }
+
     pub(super) fn load() -> Self {
         Self {
             join: script!(QUEUE, "queue", join),
