@@ -32,6 +32,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 const COMMANDS: &[&str] = &[
     "audit",
     "dead_letters",
+    "draw_entries",
     "forget_event",
     "get_event",
     "index_event",

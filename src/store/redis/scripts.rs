@@ -142,6 +142,7 @@ impl Scripts {
             &self.sweep,
             &self.put_event,
             &self.figures,
+            &self.draw,
             &self.reserve,
             &self.next_batch,
             &self.chains,
