@@ -37,6 +37,7 @@ pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
         admin_token,
         join_rate_per_client: config.join_rate_per_client,
         trusted_proxies: config.trusted_proxies.clone(),
+        cors_origins: config.cors_origins.clone(),
     };
     let parts = Parts {
         stores,

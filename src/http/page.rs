@@ -49,7 +49,6 @@ pub fn routes() -> Router<AppState> {
         .route("/wait/{event_id}", get(wait_page))
         .route("/assets/wait.js", get(wait_js))
         .route("/assets/wait.css", get(wait_css))
-        .route("/v1/events/{event_id}/page", get(page_info))
         .route("/admin/ui", get(admin_page))
         .route("/assets/admin.js", get(admin_js))
         .route("/assets/admin.css", get(admin_css))

@@ -157,6 +157,26 @@ async function screenshot(page, name) {
 
 const scenarios = {
   /**
+   * The sale's frontend on its own origin calls the API from the browser: allowed for the
+   * listed origin (http://127.0.0.1:<shop port>), refused by the browser for the same site
+   * reached as http://localhost:<shop port>, an origin not listed.
+   */
+  async cross_origin(browser) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const frontend = `${new URL(SHOP).origin}/frontend?gateway=${encodeURIComponent(BASE)}`;
+    await page.goto(frontend);
+    await page.waitForFunction(() => document.getElementById('out').textContent !== 'starting');
+    const listed = await text(page, '#out');
+    const other = frontend.replace('//127.0.0.1:', '//localhost:');
+    assert.notEqual(other, frontend);
+    await page.goto(other);
+    await page.waitForFunction(() => document.getElementById('out').textContent !== 'starting');
+    const unlisted = await text(page, '#out');
+    await context.close();
+    emit({ result: { listed, unlisted } });
+  },
+  /**
    * Two people are ahead and the door is shut. The page joins at position 3; the door lets one
    * in (position 2), then opens: the other one ahead enters through the API, the position falls
    * again, and the page enters by itself and lands on the sale with an admission token in the
