@@ -54,6 +54,7 @@ pub fn app(state: AppState) -> Router {
         .layer(cors.clone());
     let bounded = Router::new()
         .route("/v1/admissions/redeem", post(entry::redeem))
+        .route("/v1/admissions/check", get(entry::check))
         .route("/admin/v1/events", get(admin::list_events))
         .route(
             "/admin/v1/events/{event_id}",

@@ -10,6 +10,7 @@ mod sales;
 mod admin_cli;
 mod admission;
 mod conformance;
+mod connectors;
 mod cors;
 mod door;
 mod errors;
