@@ -108,6 +108,11 @@ async fn reload_keys(state: AppState, stop: CancellationToken) {
     }
 }
 
+/// A fresh admin token: 32 random bytes, hex (what `vestibule run` makes when none is set).
+pub fn make_admin_token() -> secrecy::SecretString {
+    hex::encode(rand::random::<[u8; 32]>()).into()
+}
+
 /// Creates the `demo` event when the store has no event at all, so a newcomer sees a queue.
 pub async fn ensure_demo_event(store: &dyn Store) -> anyhow::Result<Option<EventId>> {
     if !store.list_events().await?.is_empty() {

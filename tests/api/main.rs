@@ -22,6 +22,7 @@ mod openapi;
 mod operators;
 mod page;
 mod reservations;
+mod run_command;
 mod scale_out;
 mod tickets;
 mod worker;
