@@ -301,6 +301,7 @@ impl Harness {
             .env("SHOP_URL", self.shop_url())
             .env("CHROMIUM", chromium())
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("LANGUAGES", vestibule::event::PAGE_LANGUAGES.join(","))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -570,6 +571,30 @@ fn a_sale_frontend_on_a_listed_origin_joins_and_polls_and_another_origin_is_refu
     // request, no preflight) still joined, but its page never saw the ticket, and its polls,
     // which carry a bearer token and so need a preflight, were never sent.
     assert_eq!(h.figures("cors")["waiting"], 2);
+}
+
+#[test]
+fn the_page_speaks_each_of_its_languages_with_no_missing_text_and_passes_axe() {
+    require_browser();
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Harness::new();
+    for lang in vestibule::event::PAGE_LANGUAGES {
+        let event = format!("lang-{lang}");
+        h.admin_put(
+            &event,
+            quick(json!({"admission_rate": 0.001, "language": lang})),
+        );
+        // Two people ahead, so the page shows a number (3) to format.
+        h.join(&event);
+        h.join(&event);
+    }
+    h.admin_put("lang-browser", quick(json!({"admission_rate": 0.001})));
+    let result = h.run("languages", |_, _| {});
+    assert_eq!(
+        result["checked"],
+        json!(vestibule::event::PAGE_LANGUAGES),
+        "every language was checked"
+    );
 }
 
 #[test]

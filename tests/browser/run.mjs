@@ -14,6 +14,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 
+import vm from 'node:vm';
+
 import axe from 'axe-core';
 import { chromium } from 'playwright-core';
 
@@ -155,7 +157,74 @@ async function screenshot(page, name) {
 
 // === scenarios ===
 
+/** The page's text tables, read from their files as the browser reads them. */
+function textTables() {
+  const dir = path.join(path.dirname(new URL(import.meta.url).pathname), '../../src/page/lang');
+  const context = { window: {} };
+  for (const file of fs.readdirSync(dir).sort()) {
+    vm.runInNewContext(fs.readFileSync(path.join(dir, file), 'utf8'), context, { filename: file });
+  }
+  return context.window.VestibuleTexts;
+}
+
 const scenarios = {
+  /**
+   * Every language: its table has every key of English, with the same kinds (text or
+   * function); the page for an event in that language speaks it, with nothing missing
+   * ("undefined", an unfilled "{…}"), nothing left in English, numbers by Intl; axe passes.
+   * Without an event language, the browser's language is taken (Accept-Language).
+   */
+  async languages(browser) {
+    const tables = textTables();
+    const languages = process.env.LANGUAGES.split(',');
+    assert.deepEqual(Object.keys(tables).sort(), [...languages].sort(), 'one table per language');
+    const en = tables.en;
+    const checked = [];
+    for (const lang of languages) {
+      const table = tables[lang];
+      for (const [key, value] of Object.entries(en)) {
+        assert.equal(typeof table[key], typeof value, `${lang}.${key}`);
+        if (typeof value === 'string') assert.ok(table[key].length > 0, `${lang}.${key} is empty`);
+      }
+      assert.deepEqual(Object.keys(table).sort(), Object.keys(en).sort(), `${lang}: the keys of en`);
+
+      const { context, page } = await person(browser, `lang-${lang}`, { locale: 'en-GB' });
+      await waitState(page, 'waiting');
+      // The estimate is known (a slow door), so its words are on the page too.
+      await page.waitForFunction(() => !['', '–'].includes(document.getElementById('eta').textContent.trim()));
+      assert.equal(await page.getAttribute('html', 'lang'), lang);
+      assert.equal(await text(page, '#title'), table.title, `${lang}: title`);
+      assert.equal(await text(page, '#state'), table.waiting, `${lang}: state`);
+      assert.equal(await text(page, '#position-label'), table.position, `${lang}: position label`);
+      assert.equal(await text(page, '#leave'), table.leave, `${lang}: leave`);
+      const shown = await page.evaluate(() => document.body.innerText);
+      for (const broken of ['undefined', 'NaN', '{time}', '[object']) {
+        assert.ok(!shown.includes(broken), `${lang}: "${broken}" on the page: ${shown}`);
+      }
+      if (lang !== 'en') {
+        for (const key of ['waiting', 'position', 'ahead', 'eta', 'leave']) {
+          assert.ok(!shown.includes(en[key]), `${lang}: English "${en[key]}" left on the page`);
+        }
+      }
+      // Numbers as the language writes them.
+      const position = await text(page, '#position');
+      assert.equal(position, new Intl.NumberFormat(lang).format(3), `${lang}: position`);
+      await assertAccessible(page);
+      await context.close();
+      checked.push(lang);
+    }
+
+    // No event language: the browser's, for each of them.
+    for (const [locale, lang] of [['ko-KR', 'ko'], ['ja-JP', 'ja'], ['zh-CN', 'zh'], ['pt-BR', 'pt'], ['pl-PL', 'pl']]) {
+      const { context, page } = await person(browser, 'lang-browser', { locale });
+      await waitState(page, 'waiting');
+      assert.equal(await page.getAttribute('html', 'lang'), lang, locale);
+      assert.equal(await text(page, '#state'), tables[lang].waiting, locale);
+      await context.close();
+    }
+    emit({ result: { checked } });
+  },
+
   /**
    * The sale's frontend on its own origin calls the API from the browser: allowed for the
    * listed origin (http://127.0.0.1:<shop port>), refused by the browser for the same site
