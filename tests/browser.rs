@@ -598,11 +598,12 @@ fn the_page_speaks_each_of_its_languages_with_no_missing_text_and_passes_axe() {
 }
 
 #[test]
-fn the_operator_page_shows_live_figures_and_turns_the_valves() {
+fn the_console_lists_events_charts_them_turns_every_valve_and_shows_stock_and_audit() {
     require_browser();
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let mut h = Harness::new();
     h.admin_put("ops", quick(json!({"admission_rate": 0})));
+    h.admin_put("other", quick(json!({"state": "paused"})));
     h.join("ops");
     h.join("ops");
 

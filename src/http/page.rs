@@ -2,7 +2,7 @@
 //! follows the status stream and enters; the script and styles are embedded in the binary, so
 //! the page needs no CDN and no build step. `GET /v1/events/{event_id}/page` tells the script
 //! the event's public face (title, message, redirect, language, state): nothing secret.
-//! `GET /admin/ui` is a small operator page over the admin API (the token stays in the tab).
+//! `GET /admin/ui` is the operator console over the admin API (the token stays in the tab).
 
 use sha2::{Digest, Sha256};
 use std::sync::LazyLock;

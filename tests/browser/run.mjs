@@ -439,6 +439,39 @@ const scenarios = {
     // Figures are live: somebody joins, the page shows it without a reload.
     await step('join', { event: 'ops' });
     await waitText(page, 'dd[data-figure="joined total"]', '3');
+
+    // The console: every event listed; live charts; every valve with the API's errors by
+    // field; inventory; the audit trail.
+    await page.waitForSelector('#events tr[data-event="ops"]');
+    await page.waitForSelector('#events tr[data-event="other"]');
+    await waitText(page, '#chart-waiting .now', '3');
+    await page.waitForFunction(() => document.querySelector('#chart-waiting polyline').getAttribute('points').split(' ').length >= 2);
+    for (const chart of ['admitted', 'outflow', 'eta', 'evicted']) {
+      assert.ok(await page.isVisible(`#chart-${chart} svg`), `chart ${chart}`);
+    }
+    assert.equal(await page.locator('#chart-admitted polyline').count(), 2, 'admitted against the door rate');
+
+    await page.fill('#valve-heartbeat_ttl_secs', '0');
+    await page.click('#valves button[type="submit"]');
+    await waitText(page, '#error-heartbeat_ttl_secs', 'must be between 1 and 86400');
+    const refused = await (await fetch(`${BASE}/admin/v1/events/ops`, { headers: { Authorization: `Bearer ${process.env.ADMIN_TOKEN}` } })).json();
+    assert.equal(refused.config.heartbeat_ttl_secs, 120, 'a refused valve changes nothing');
+    await page.fill('#valve-heartbeat_ttl_secs', '90');
+    await page.fill('#valve-title', 'Spring sale');
+    await page.click('#valves button[type="submit"]');
+    await page.waitForSelector('#audit td:has-text("heartbeat_ttl_secs: 120 → 90")');
+    await page.waitForSelector('#audit td:has-text("title: (unset) → Spring sale")');
+    assert.equal(await page.inputValue('#valve-heartbeat_ttl_secs'), '90');
+
+    await page.fill('#sku', 'ticket');
+    await page.fill('#quantity', '7');
+    await page.click('#stock button[type="submit"]');
+    await waitText(page, '#inventory tr[data-sku="ticket"] td:nth-child(2)', '7');
+    await page.fill('#sku', 'bad sku!');
+    await page.click('#stock button[type="submit"]');
+    await page.waitForSelector('#stock-error:visible');
+    await assertAccessible(page);
+    await screenshot(page, 'console.png');
     emit({ result: {} });
   },
 };
