@@ -7,6 +7,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::http::HeaderValue;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
@@ -82,6 +83,8 @@ pub struct Options {
     pub join_rate_per_client: u32,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Origins whose pages may call the public API (CORS); empty: none.
+    pub cors_origins: Vec<HeaderValue>,
 }
 
 /// Shared state of a gateway instance.
@@ -113,6 +116,8 @@ pub struct AppInner {
     pub enter_limits: EnterLimits,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Origins whose pages may call the public API (CORS); empty: none.
+    pub cors_origins: Vec<HeaderValue>,
 }
 
 impl std::ops::Deref for AppState {
@@ -148,6 +153,7 @@ impl AppState {
             join_limiter,
             enter_limits: EnterLimits::default(),
             trusted_proxies: options.trusted_proxies,
+            cors_origins: options.cors_origins,
         }))
     }
 }

@@ -42,6 +42,12 @@ pub struct GatewayConfig {
     #[arg(long, env = "VESTIBULE_JOIN_RATE_PER_CLIENT", default_value_t = 10)]
     pub join_rate_per_client: u32,
 
+    /// Origins (exact `https://host[:port]`, comma separated) whose pages may call the public
+    /// API from the browser (CORS); empty: none.
+    #[arg(long, env = "VESTIBULE_CORS_ORIGINS", value_delimiter = ',',
+          value_parser = crate::http::cors::parse_origin)]
+    pub cors_origins: Vec<axum::http::HeaderValue>,
+
     /// The database (the inventory API; `vestibule serve` uses only this).
     #[command(flatten)]
     pub database: DatabaseArgs,

@@ -289,7 +289,12 @@ pub struct EventUpdate {
 }
 
 /// Languages the waiting-room page speaks.
-pub const PAGE_LANGUAGES: [&str; 3] = ["en", "fr", "de"];
+pub const PAGE_LANGUAGES: [&str; 11] = [
+    "en", "fr", "de", "es", "it", "pt", "nl", "pl", "ko", "ja", "zh",
+];
+
+/// What a `language` outside [`PAGE_LANGUAGES`] is told (a test holds the two together).
+const LANGUAGE_ERROR: &str = "must be one of en, fr, de, es, it, pt, nl, pl, ko, ja, zh";
 
 /// Longest page title, in characters.
 pub const MAX_TITLE_CHARS: usize = 120;
@@ -472,7 +477,7 @@ impl EventConfig {
         }
         if let Some(language) = &self.language {
             if !PAGE_LANGUAGES.contains(&language.as_str()) {
-                return invalid("language", "must be one of en, fr, de");
+                return invalid("language", LANGUAGE_ERROR);
             }
         }
         Ok(())
@@ -668,6 +673,8 @@ mod tests {
             ("message", &"m".repeat(MAX_MESSAGE_CHARS + 1)),
             ("message", "bell\u{7}"),
             ("language", "xx"),
+            ("language", "EN"),
+            ("language", "zh-TW"),
         ];
         for (field, value) in refused {
             let mut update = EventUpdate::default();
@@ -687,6 +694,21 @@ mod tests {
             ..EventUpdate::default()
         };
         assert!(EventConfig::default().apply(&ok).is_ok());
+    }
+
+    #[test]
+    fn the_language_error_lists_exactly_the_page_languages() {
+        assert_eq!(
+            LANGUAGE_ERROR,
+            format!("must be one of {}", PAGE_LANGUAGES.join(", "))
+        );
+        for language in PAGE_LANGUAGES {
+            let update = EventUpdate {
+                language: Some(language.into()),
+                ..EventUpdate::default()
+            };
+            assert!(EventConfig::default().apply(&update).is_ok(), "{language}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 use vestibule::config::GatewayConfig;
 use vestibule::startup;
@@ -80,7 +81,13 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn gateway(config: GatewayConfig, demo: bool) -> anyhow::Result<()> {
+async fn gateway(mut config: GatewayConfig, demo: bool) -> anyhow::Result<()> {
+    // `run` is for trying it out: without a token the console it points to would refuse
+    // everything, so it makes one for this run, shown once below and kept nowhere.
+    let made_token = (demo && config.admin_token.is_none()).then(startup::make_admin_token);
+    if let Some(token) = &made_token {
+        config.admin_token = Some(token.clone());
+    }
     let state = startup::build_state(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -103,9 +110,18 @@ async fn gateway(config: GatewayConfig, demo: bool) -> anyhow::Result<()> {
             println!("  # then reserve with the admission token (a worker applies it) and read it");
             println!("  curl -s -X POST http://{addr}/v1/reservations -H \"Authorization: Bearer <admission_token>\" -H \"Idempotency-Key: order-1\" -d '{{\"items\":[{{\"sku\":\"ticket\",\"quantity\":1}}]}}'");
             println!("  curl -s http://{addr}/v1/reservations/<reservation_id> -H \"Authorization: Bearer <admission_token>\"");
-            println!("\nOperators: restart with VESTIBULE_ADMIN_TOKEN set, then");
-            println!("  vestibule admin show {event}        # or curl -s http://{addr}/admin/v1/events/{event} -H \"Authorization: Bearer $VESTIBULE_ADMIN_TOKEN\"\n");
         }
+    }
+    if let Some(token) = &made_token {
+        let token = token.expose_secret();
+        println!("\nOperators: this run's admin token (made because VESTIBULE_ADMIN_TOKEN is unset; shown once):");
+        println!("\n  {token}\n");
+        println!(
+            "  open http://{addr}/admin/ui and paste it, or set VESTIBULE_ADMIN_TOKEN to it and"
+        );
+        println!("  vestibule admin --url http://{addr} show demo\n");
+    } else if demo {
+        println!("\nOperators: http://{addr}/admin/ui, or vestibule admin --url http://{addr} show demo\n");
     }
     let stop = CancellationToken::new();
     let signal_stop = stop.clone();

@@ -37,6 +37,7 @@ pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
         admin_token,
         join_rate_per_client: config.join_rate_per_client,
         trusted_proxies: config.trusted_proxies.clone(),
+        cors_origins: config.cors_origins.clone(),
     };
     let parts = Parts {
         stores,
@@ -105,6 +106,11 @@ async fn reload_keys(state: AppState, stop: CancellationToken) {
             tracing::error!(error = %err, "cannot reload admission keys; keeping the old set");
         }
     }
+}
+
+/// A fresh admin token: 32 random bytes, hex (what `vestibule run` makes when none is set).
+pub fn make_admin_token() -> secrecy::SecretString {
+    hex::encode(rand::random::<[u8; 32]>()).into()
 }
 
 /// Creates the `demo` event when the store has no event at all, so a newcomer sees a queue.

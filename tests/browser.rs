@@ -79,7 +79,8 @@ struct Gateway {
 impl Gateway {
     /// Starts a gateway over `stores` and the keys in `keys` (its inventory database beside
     /// them), on `port` (0: any free port).
-    fn start(stores: Stores, keys: &Path, port: u16) -> Self {
+    /// `origins` may call the public API from their pages (CORS).
+    fn start(stores: Stores, keys: &Path, port: u16, origins: &[String]) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -105,6 +106,10 @@ impl Gateway {
         };
         let options = Options {
             admin_token: Some(ADMIN_TOKEN.to_owned().into()),
+            cors_origins: origins
+                .iter()
+                .map(|o| vestibule::http::cors::parse_origin(o).unwrap())
+                .collect(),
             ..Options::default()
         };
         let state = AppState::new(parts, options);
@@ -166,9 +171,10 @@ impl Harness {
         let keys = std::env::temp_dir().join(format!("vst-browser-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&keys).unwrap();
         let stores = Stores::of(Arc::new(MemoryStore::default()));
-        let gateway = Gateway::start(stores.clone(), &keys, 0);
         let shop_log = Arc::new(Mutex::new(Vec::new()));
         let shop = rt.block_on(shop(shop_log.clone()));
+        // The sale's site is another origin (another port), allowed to call the API.
+        let gateway = Gateway::start(stores.clone(), &keys, 0, &[format!("http://{shop}")]);
         Self {
             rt,
             http: reqwest::Client::new(),
@@ -295,6 +301,7 @@ impl Harness {
             .env("SHOP_URL", self.shop_url())
             .env("CHROMIUM", chromium())
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("LANGUAGES", vestibule::event::PAGE_LANGUAGES.join(","))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -353,9 +360,35 @@ impl Drop for Harness {
     }
 }
 
-/// A stand-in for the sale's site: one page, and a log of every request it receives.
+/// The sale's own frontend on its own origin: joins the queue and polls its status through the
+/// public API (CORS), showing what it got. `?gateway=` names the gateway.
+const FRONTEND: &str = r#"<!doctype html><html lang="en"><title>Sale frontend</title>
+<h1>Sale frontend</h1><p id="out">starting</p>
+<script>
+const gateway = new URLSearchParams(location.search).get('gateway');
+const out = document.getElementById('out');
+(async () => {
+  try {
+    const joined = await (await fetch(`${gateway}/v1/events/cors/join`, { method: 'POST' })).json();
+    const polls = [];
+    for (let i = 0; i < 2; i++) {
+      const status = await fetch(`${gateway}/v1/queue/status`,
+        { headers: { Authorization: `Bearer ${joined.ticket}` } });
+      polls.push(`${status.status}:${(await status.json()).position}:${status.headers.get('x-request-id') ? 'id' : 'no-id'}`);
+    }
+    out.textContent = `joined ${joined.position}; polled ${polls.join(',')}`;
+  } catch (err) {
+    out.textContent = `refused: ${err.name}`;
+  }
+})();
+</script>"#;
+
+/// A stand-in for the sale's site: a landing page and a frontend, and a log of every request
+/// the landing page receives.
 async fn shop(log: Arc<Mutex<Vec<String>>>) -> SocketAddr {
-    let app = axum::Router::new().route(
+    let app = axum::Router::new()
+        .route("/frontend", axum::routing::get(|| async { Html(FRONTEND) }))
+        .route(
         "/shop",
         axum::routing::get(move |uri: Uri, headers: HeaderMap| {
             let log = log.clone();
@@ -493,7 +526,8 @@ fn the_page_says_when_the_connection_is_lost_and_recovers_when_the_gateway_is_ba
         Some("restore") => {
             // Same port, same store, same keys: a restarted instance.
             let port = h.gateway.addr.port();
-            h.gateway = Gateway::start(h.stores.clone(), &h.keys, port);
+            let origins = [format!("http://{}", h.shop)];
+            h.gateway = Gateway::start(h.stores.clone(), &h.keys, port, &origins);
         }
         Some("advance") => {
             h.admin_put("cut", json!({"admission_rate": 20}));
@@ -525,11 +559,51 @@ fn the_page_speaks_the_events_language_or_the_browsers_and_names_every_state() {
 }
 
 #[test]
-fn the_operator_page_shows_live_figures_and_turns_the_valves() {
+fn a_sale_frontend_on_a_listed_origin_joins_and_polls_and_another_origin_is_refused() {
+    require_browser();
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Harness::new();
+    h.admin_put("cors", quick(json!({"admission_rate": 0})));
+    let result = h.run("cross_origin", |_, _| {});
+    assert_eq!(result["listed"], "joined 1; polled 200:1:id,200:1:id");
+    assert_eq!(result["unlisted"], "refused: TypeError");
+    // CORS guards reading answers, not sending: the other origin's bodiless POST (a "simple"
+    // request, no preflight) still joined, but its page never saw the ticket, and its polls,
+    // which carry a bearer token and so need a preflight, were never sent.
+    assert_eq!(h.figures("cors")["waiting"], 2);
+}
+
+#[test]
+fn the_page_speaks_each_of_its_languages_with_no_missing_text_and_passes_axe() {
+    require_browser();
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Harness::new();
+    for lang in vestibule::event::PAGE_LANGUAGES {
+        let event = format!("lang-{lang}");
+        h.admin_put(
+            &event,
+            quick(json!({"admission_rate": 0.001, "language": lang})),
+        );
+        // Two people ahead, so the page shows a number (3) to format.
+        h.join(&event);
+        h.join(&event);
+    }
+    h.admin_put("lang-browser", quick(json!({"admission_rate": 0.001})));
+    let result = h.run("languages", |_, _| {});
+    assert_eq!(
+        result["checked"],
+        json!(vestibule::event::PAGE_LANGUAGES),
+        "every language was checked"
+    );
+}
+
+#[test]
+fn the_console_lists_events_charts_them_turns_every_valve_and_shows_stock_and_audit() {
     require_browser();
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let mut h = Harness::new();
     h.admin_put("ops", quick(json!({"admission_rate": 0})));
+    h.admin_put("other", quick(json!({"state": "paused"})));
     h.join("ops");
     h.join("ops");
 

@@ -194,7 +194,7 @@ async fn gateway(stores: Stores, event: &EventId) -> (AppState, String, u64) {
 fn person(id: &str) -> Person {
     Person {
         id: id.into(),
-        claimed: false,
+        origin: vestibule::store::Origin::Made,
     }
 }
 

@@ -1,13 +1,15 @@
 //! Entry: the door lets a person in (`enter`), the sale backend checks the admission offline
-//! (`jwks.json`) and redeems it once (`redeem`).
+//! (`jwks.json`) and redeems it once (`redeem`), or a proxy in front of it asks for every
+//! request whether it carries an admission (`check`, for nginx `auth_request`).
 
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, BearerOrQuery};
+use super::extract::{bearer, ApiJson, BearerOrQuery};
 use super::queue::{gone_error, no_place, no_store, superseded, verify};
 use crate::admission::AdmissionClaims;
 use crate::app::AppState;
@@ -84,13 +86,119 @@ pub async fn enter(
             .observe(waited as f64);
         tracing::info!(%event, admission = %admission.id, waited_secs = waited, "admitted");
     }
+    let token = app.admissions.issue(&event, &claims.sub, &admission);
+    let expires_at = admission.expires_at_ms / 1000;
+    let cookie = admission_cookie(&token, expires_at);
     let body = EnterResponse {
-        admission_token: app.admissions.issue(&event, &claims.sub, &admission),
+        admission_token: token,
         admission_id: admission.id,
         event_id: event,
-        expires_at: admission.expires_at_ms / 1000,
+        expires_at,
     };
-    Ok((no_store(), Json(body)).into_response())
+    Ok((no_store(), [(header::SET_COOKIE, cookie)], Json(body)).into_response())
+}
+
+/// The cookie `check` reads. When the waiting room is served on the sale's own origin (through
+/// the proxy that guards the sale, `deploy/connectors/nginx-auth-request.conf`), entering sets
+/// it there, and every later request to the sale carries it: a backend with no code of its own
+/// is protected. Script cannot read it (`HttpOnly`), it never travels over plain HTTP
+/// (`Secure`; browsers make an exception for localhost) and it goes with top-level navigations
+/// from elsewhere but not with other sites' subrequests (`SameSite=Lax`). It ends with the
+/// admission.
+fn admission_cookie(token: &str, expires_at: u64) -> HeaderValue {
+    let max_age = expires_at.saturating_sub(jsonwebtoken::get_current_timestamp());
+    let cookie = format!(
+        "{ADMISSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax"
+    );
+    // A JWT is base64url and dots: always a valid header value.
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Name of the cookie that carries an admission to `check`.
+pub const ADMISSION_COOKIE: &str = "vestibule_admission";
+
+/// Query of a check.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CheckQuery {
+    /// Only an admission to this event passes (a proxy guarding one sale names it, so an
+    /// admission to another sale does not open this one).
+    event: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/admissions/check", tag = "entry",
+    params(CheckQuery),
+    responses(
+        (status = 200, description = "The request carries a valid, unexpired admission (to `event` when named); `X-Vestibule-Event`, `X-Vestibule-Subject` and `X-Vestibule-Admission` name it", body = Object),
+        (status = 400, description = "`invalid_request`: a malformed `event` (a proxy misconfigured)", body = ErrorBody),
+        (status = 401, description = "`invalid_token`: no admission, or a forged, expired, foreign or other event's one", body = ErrorBody),
+    ))]
+/// `GET /v1/admissions/check`: for nginx `auth_request`. 200 when the `Authorization` header
+/// (bearer) or the `vestibule_admission` cookie carries a valid, unexpired admission, 401
+/// otherwise. Verified offline like the JWKS does it: no store call, nothing changes (a
+/// redeemed admission passes until it expires; redeeming is the backend's business).
+pub async fn check(
+    State(app): State<AppState>,
+    query: Result<Query<CheckQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let wanted = query
+        .event
+        .as_deref()
+        .map(EventId::parse)
+        .transpose()
+        .map_err(|e| ApiError::InvalidRequest(format!("event: {e}")))?;
+    let token = bearer(&headers)
+        .or_else(|| cookie(&headers, ADMISSION_COOKIE))
+        .ok_or_else(|| ApiError::InvalidToken("no admission".into()))?;
+    let (event, claims) = app
+        .admissions
+        .verify(&token)
+        .map_err(|e| ApiError::InvalidToken(e.to_string()))?;
+    if wanted.as_ref().is_some_and(|wanted| *wanted != event) {
+        return Err(ApiError::InvalidToken(
+            "an admission to another event".into(),
+        ));
+    }
+    let named = |name: &'static str, value: &str| {
+        HeaderValue::from_str(value)
+            .ok()
+            .map(|v| (HeaderName::from_static(name), v))
+    };
+    let mut response = Json(serde_json::json!({
+        "event_id": event,
+        "sub": claims.sub,
+        "admission_id": claims.jti,
+        "expires_at": claims.exp,
+    }))
+    .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (name, value) in [
+        named("x-vestibule-event", event.as_str()),
+        named("x-vestibule-subject", &claims.sub),
+        named("x-vestibule-admission", &claims.jti),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        headers.insert(name, value);
+    }
+    Ok(response)
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers, if any.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name && !value.is_empty()).then(|| value.trim_matches('"').to_owned())
+        })
 }
 
 /// Body of a redeem.

@@ -3,6 +3,7 @@
 //! state the handlers share is [`crate::app::AppState`].
 
 mod admin;
+pub mod cors;
 mod draw;
 pub(crate) mod enter_limits;
 mod entry;
@@ -40,26 +41,32 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The router, without serving: tests call it in process.
 pub fn app(state: AppState) -> Router {
-    let bounded = Router::new()
+    // What a sale frontend on another origin calls from the browser: the only routes with CORS.
+    let cors = cors::layer(&state.cors_origins);
+    let public = Router::new()
         .route("/v1/events/{event_id}/join", post(queue::join))
+        .route("/v1/events/{event_id}/page", get(page::page_info))
+        .route("/v1/events/{event_id}/draw", get(draw::public))
         .route("/v1/queue/status", get(queue::status))
         .route("/v1/queue/leave", post(queue::leave))
         .route("/v1/queue/enter", post(entry::enter))
-        .route("/v1/admissions/redeem", post(entry::redeem))
+        .route("/v1/reservations", post(reservations::reserve))
+        .route("/v1/reservations/{reservation_id}", get(reservations::get))
         .route("/.well-known/jwks.json", get(entry::jwks))
+        .layer(cors.clone());
+    let bounded = Router::new()
+        .route("/v1/admissions/redeem", post(entry::redeem))
+        .route("/v1/admissions/check", get(entry::check))
         .route("/admin/v1/events", get(admin::list_events))
         .route(
             "/admin/v1/events/{event_id}",
             get(admin::get_event).put(admin::put_event),
         )
         .route("/admin/v1/events/{event_id}/audit", get(admin::audit))
-        .route("/v1/events/{event_id}/draw", get(draw::public))
         .route(
             "/admin/v1/events/{event_id}/draw/entries",
             get(draw::entries),
         )
-        .route("/v1/reservations", post(reservations::reserve))
-        .route("/v1/reservations/{reservation_id}", get(reservations::get))
         .route(
             "/admin/v1/events/{event_id}/inventory",
             get(inventory::get_inventory).put(inventory::put_inventory),
@@ -68,11 +75,14 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(public)
         .merge(page::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn(time_budget));
     // A stream stays open for as long as its person waits: no time budget.
-    let streams = Router::new().route("/v1/queue/stream", get(queue::stream));
+    let streams = Router::new()
+        .route("/v1/queue/stream", get(queue::stream))
+        .layer(cors);
     // Layers run outside in: the last added sees the request first.
     bounded
         .merge(streams)

@@ -16,6 +16,7 @@ use super::{admin, draw, entry, error, inventory, ops, page, queue, reservations
         queue::leave,
         entry::enter,
         entry::redeem,
+        entry::check,
         entry::jwks,
         admin::put_event,
         admin::get_event,

@@ -2,7 +2,7 @@
 //! follows the status stream and enters; the script and styles are embedded in the binary, so
 //! the page needs no CDN and no build step. `GET /v1/events/{event_id}/page` tells the script
 //! the event's public face (title, message, redirect, language, state): nothing secret.
-//! `GET /admin/ui` is a small operator page over the admin API (the token stays in the tab).
+//! `GET /admin/ui` is the operator console over the admin API (the token stays in the tab).
 
 use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
@@ -19,7 +19,26 @@ use crate::app::AppState;
 use crate::event::{EventId, PAGE_LANGUAGES};
 
 const WAIT_HTML: &str = include_str!("../page/wait.html");
-const WAIT_JS: &str = include_str!("../page/wait.js");
+/// The page's text tables, one file per language (the order of [`PAGE_LANGUAGES`]); served
+/// ahead of the script in one asset, so the page makes no extra request.
+const LANGUAGE_TABLES: [&str; PAGE_LANGUAGES.len()] = [
+    include_str!("../page/lang/en.js"),
+    include_str!("../page/lang/fr.js"),
+    include_str!("../page/lang/de.js"),
+    include_str!("../page/lang/es.js"),
+    include_str!("../page/lang/it.js"),
+    include_str!("../page/lang/pt.js"),
+    include_str!("../page/lang/nl.js"),
+    include_str!("../page/lang/pl.js"),
+    include_str!("../page/lang/ko.js"),
+    include_str!("../page/lang/ja.js"),
+    include_str!("../page/lang/zh.js"),
+];
+const WAIT_SCRIPT: &str = include_str!("../page/wait.js");
+
+/// The tables, then the script that uses them.
+static WAIT_JS: LazyLock<String> =
+    LazyLock::new(|| [LANGUAGE_TABLES.concat(), WAIT_SCRIPT.to_owned()].join("\n"));
 const WAIT_CSS: &str = include_str!("../page/wait.css");
 const ADMIN_HTML: &str = include_str!("../page/admin.html");
 const ADMIN_JS: &str = include_str!("../page/admin.js");
@@ -34,7 +53,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 /// A digest of every asset: the shells link `?v=<version>`, so browsers may keep the assets for
 /// a day and still never mix a new shell with an old script.
 static VERSION: LazyLock<String> = LazyLock::new(|| {
-    let all = [WAIT_JS, WAIT_CSS, ADMIN_JS, ADMIN_CSS].concat();
+    let all = [WAIT_JS.as_str(), WAIT_CSS, ADMIN_JS, ADMIN_CSS].concat();
     hex::encode(&Sha256::digest(all.as_bytes())[..6])
 });
 
@@ -49,7 +68,6 @@ pub fn routes() -> Router<AppState> {
         .route("/wait/{event_id}", get(wait_page))
         .route("/assets/wait.js", get(wait_js))
         .route("/assets/wait.css", get(wait_css))
-        .route("/v1/events/{event_id}/page", get(page_info))
         .route("/admin/ui", get(admin_page))
         .route("/assets/admin.js", get(admin_js))
         .route("/assets/admin.css", get(admin_css))
@@ -84,7 +102,7 @@ pub(super) async fn wait_page(Path(_event): Path<String>) -> Response {
 async fn wait_js() -> Response {
     (
         hardened("text/javascript; charset=utf-8", "public, max-age=86400"),
-        WAIT_JS,
+        WAIT_JS.as_str(),
     )
         .into_response()
 }
@@ -208,12 +226,26 @@ mod tests {
     #[test]
     fn the_most_wanted_language_the_page_speaks_wins() {
         assert_eq!(negotiate_language("fr-CH, fr;q=0.9, en;q=0.8"), "fr");
-        assert_eq!(negotiate_language("es, de;q=0.5, en;q=0.4"), "de");
+        assert_eq!(negotiate_language("sv, de;q=0.5, en;q=0.4"), "de");
         assert_eq!(negotiate_language("en;q=0.2, DE-at;q=0.9"), "de");
         assert_eq!(negotiate_language("fr;q=0, en"), "en");
-        assert_eq!(negotiate_language("ja, zh"), "en");
+        assert_eq!(negotiate_language("ja, zh"), "ja");
+        assert_eq!(negotiate_language("zh-Hant-TW, ko;q=0.8"), "zh");
+        assert_eq!(negotiate_language("sv, pt-BR;q=0.5"), "pt");
+        assert_eq!(negotiate_language("sv, da"), "en");
         assert_eq!(negotiate_language(""), "en");
         assert_eq!(negotiate_language("*"), "en");
+    }
+
+    #[test]
+    fn every_language_has_its_table_in_the_asset() {
+        for (lang, table) in PAGE_LANGUAGES.iter().zip(LANGUAGE_TABLES) {
+            assert!(
+                table.contains(&format!("window.VestibuleTexts || {{}}).{lang} = {{")),
+                "the table of {lang} is in the wrong place"
+            );
+            assert!(WAIT_JS.contains(table));
+        }
     }
 
     #[test]

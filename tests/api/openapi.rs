@@ -13,6 +13,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/queue/enter"),
     ("post", "/v1/queue/leave"),
     ("post", "/v1/admissions/redeem"),
+    ("get", "/v1/admissions/check"),
     ("get", "/.well-known/jwks.json"),
     ("put", "/admin/v1/events/{event_id}"),
     ("get", "/admin/v1/events/{event_id}"),

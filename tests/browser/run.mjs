@@ -14,6 +14,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 
+import vm from 'node:vm';
+
 import axe from 'axe-core';
 import { chromium } from 'playwright-core';
 
@@ -155,7 +157,94 @@ async function screenshot(page, name) {
 
 // === scenarios ===
 
+/** The page's text tables, read from their files as the browser reads them. */
+function textTables() {
+  const dir = path.join(path.dirname(new URL(import.meta.url).pathname), '../../src/page/lang');
+  const context = { window: {} };
+  for (const file of fs.readdirSync(dir).sort()) {
+    vm.runInNewContext(fs.readFileSync(path.join(dir, file), 'utf8'), context, { filename: file });
+  }
+  return context.window.VestibuleTexts;
+}
+
 const scenarios = {
+  /**
+   * Every language: its table has every key of English, with the same kinds (text or
+   * function); the page for an event in that language speaks it, with nothing missing
+   * ("undefined", an unfilled "{…}"), nothing left in English, numbers by Intl; axe passes.
+   * Without an event language, the browser's language is taken (Accept-Language).
+   */
+  async languages(browser) {
+    const tables = textTables();
+    const languages = process.env.LANGUAGES.split(',');
+    assert.deepEqual(Object.keys(tables).sort(), [...languages].sort(), 'one table per language');
+    const en = tables.en;
+    const checked = [];
+    for (const lang of languages) {
+      const table = tables[lang];
+      for (const [key, value] of Object.entries(en)) {
+        assert.equal(typeof table[key], typeof value, `${lang}.${key}`);
+        if (typeof value === 'string') assert.ok(table[key].length > 0, `${lang}.${key} is empty`);
+      }
+      assert.deepEqual(Object.keys(table).sort(), Object.keys(en).sort(), `${lang}: the keys of en`);
+
+      const { context, page } = await person(browser, `lang-${lang}`, { locale: 'en-GB' });
+      await waitState(page, 'waiting');
+      // The estimate is known (a slow door), so its words are on the page too.
+      await page.waitForFunction(() => !['', '–'].includes(document.getElementById('eta').textContent.trim()));
+      assert.equal(await page.getAttribute('html', 'lang'), lang);
+      assert.equal(await text(page, '#title'), table.title, `${lang}: title`);
+      assert.equal(await text(page, '#state'), table.waiting, `${lang}: state`);
+      assert.equal(await text(page, '#position-label'), table.position, `${lang}: position label`);
+      assert.equal(await text(page, '#leave'), table.leave, `${lang}: leave`);
+      const shown = await page.evaluate(() => document.body.innerText);
+      for (const broken of ['undefined', 'NaN', '{time}', '[object']) {
+        assert.ok(!shown.includes(broken), `${lang}: "${broken}" on the page: ${shown}`);
+      }
+      if (lang !== 'en') {
+        for (const key of ['waiting', 'position', 'ahead', 'eta', 'leave']) {
+          assert.ok(!shown.includes(en[key]), `${lang}: English "${en[key]}" left on the page`);
+        }
+      }
+      // Numbers as the language writes them.
+      const position = await text(page, '#position');
+      assert.equal(position, new Intl.NumberFormat(lang).format(3), `${lang}: position`);
+      await assertAccessible(page);
+      await context.close();
+      checked.push(lang);
+    }
+
+    // No event language: the browser's, for each of them.
+    for (const [locale, lang] of [['ko-KR', 'ko'], ['ja-JP', 'ja'], ['zh-CN', 'zh'], ['pt-BR', 'pt'], ['pl-PL', 'pl']]) {
+      const { context, page } = await person(browser, 'lang-browser', { locale });
+      await waitState(page, 'waiting');
+      assert.equal(await page.getAttribute('html', 'lang'), lang, locale);
+      assert.equal(await text(page, '#state'), tables[lang].waiting, locale);
+      await context.close();
+    }
+    emit({ result: { checked } });
+  },
+
+  /**
+   * The sale's frontend on its own origin calls the API from the browser: allowed for the
+   * listed origin (http://127.0.0.1:<shop port>), refused by the browser for the same site
+   * reached as http://localhost:<shop port>, an origin not listed.
+   */
+  async cross_origin(browser) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const frontend = `${new URL(SHOP).origin}/frontend?gateway=${encodeURIComponent(BASE)}`;
+    await page.goto(frontend);
+    await page.waitForFunction(() => document.getElementById('out').textContent !== 'starting');
+    const listed = await text(page, '#out');
+    const other = frontend.replace('//127.0.0.1:', '//localhost:');
+    assert.notEqual(other, frontend);
+    await page.goto(other);
+    await page.waitForFunction(() => document.getElementById('out').textContent !== 'starting');
+    const unlisted = await text(page, '#out');
+    await context.close();
+    emit({ result: { listed, unlisted } });
+  },
   /**
    * Two people are ahead and the door is shut. The page joins at position 3; the door lets one
    * in (position 2), then opens: the other one ahead enters through the API, the position falls
@@ -350,6 +439,39 @@ const scenarios = {
     // Figures are live: somebody joins, the page shows it without a reload.
     await step('join', { event: 'ops' });
     await waitText(page, 'dd[data-figure="joined total"]', '3');
+
+    // The console: every event listed; live charts; every valve with the API's errors by
+    // field; inventory; the audit trail.
+    await page.waitForSelector('#events tr[data-event="ops"]');
+    await page.waitForSelector('#events tr[data-event="other"]');
+    await waitText(page, '#chart-waiting .now', '3');
+    await page.waitForFunction(() => document.querySelector('#chart-waiting polyline').getAttribute('points').split(' ').length >= 2);
+    for (const chart of ['admitted', 'outflow', 'eta', 'evicted']) {
+      assert.ok(await page.isVisible(`#chart-${chart} svg`), `chart ${chart}`);
+    }
+    assert.equal(await page.locator('#chart-admitted polyline').count(), 2, 'admitted against the door rate');
+
+    await page.fill('#valve-heartbeat_ttl_secs', '0');
+    await page.click('#valves button[type="submit"]');
+    await waitText(page, '#error-heartbeat_ttl_secs', 'must be between 1 and 86400');
+    const refused = await (await fetch(`${BASE}/admin/v1/events/ops`, { headers: { Authorization: `Bearer ${process.env.ADMIN_TOKEN}` } })).json();
+    assert.equal(refused.config.heartbeat_ttl_secs, 120, 'a refused valve changes nothing');
+    await page.fill('#valve-heartbeat_ttl_secs', '90');
+    await page.fill('#valve-title', 'Spring sale');
+    await page.click('#valves button[type="submit"]');
+    await page.waitForSelector('#audit td:has-text("heartbeat_ttl_secs: 120 → 90")');
+    await page.waitForSelector('#audit td:has-text("title: (unset) → Spring sale")');
+    assert.equal(await page.inputValue('#valve-heartbeat_ttl_secs'), '90');
+
+    await page.fill('#sku', 'ticket');
+    await page.fill('#quantity', '7');
+    await page.click('#stock button[type="submit"]');
+    await waitText(page, '#inventory tr[data-sku="ticket"] td:nth-child(2)', '7');
+    await page.fill('#sku', 'bad sku!');
+    await page.click('#stock button[type="submit"]');
+    await page.waitForSelector('#stock-error:visible');
+    await assertAccessible(page);
+    await screenshot(page, 'console.png');
     emit({ result: {} });
   },
 
