@@ -148,7 +148,7 @@ pub async fn shutdown_signal() {
 pub async fn ensure_demo_inventory(state: &AppState, event: &EventId) -> anyhow::Result<()> {
     state
         .database
-        .set_inventory(event, &[("ticket".to_owned(), 100)])
+        .set_totals(event, &[("ticket".to_owned(), 100)], "vestibule run (demo)")
         .await?;
     Ok(())
 }

@@ -104,6 +104,9 @@ pub enum ApiError {
     /// 429: the person has too many pending reservations.
     #[error("too many pending reservations; wait for one to complete")]
     TooManyReservations,
+    /// 409: an inventory change would set a SKU's total below its held and sold units.
+    #[error("{0}")]
+    InventoryConflict(String),
     /// 404: no such reservation (for this person).
     #[error("no reservation with this id")]
     ReservationNotFound,
@@ -137,6 +140,7 @@ impl ApiError {
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::TooManyReservations => "too_many_reservations",
             Self::ReservationNotFound => "reservation_not_found",
+            Self::InventoryConflict(_) => "inventory_conflict",
         }
     }
 
@@ -159,7 +163,7 @@ impl ApiError {
             Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::IdempotencyConflict => StatusCode::CONFLICT,
+            Self::IdempotencyConflict | Self::InventoryConflict(_) => StatusCode::CONFLICT,
             Self::TooManyReservations => StatusCode::TOO_MANY_REQUESTS,
             Self::ReservationNotFound => StatusCode::NOT_FOUND,
         }

@@ -58,6 +58,10 @@ pub fn app(state: AppState) -> Router {
             "/admin/v1/events/{event_id}/inventory",
             get(inventory::get_inventory).put(inventory::put_inventory),
         )
+        .route(
+            "/admin/v1/events/{event_id}/inventory/audit",
+            get(inventory::inventory_audit),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

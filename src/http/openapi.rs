@@ -32,6 +32,7 @@ use super::{admin, entry, error, inventory, ops, page, queue, reservations};
         reservations::get,
         inventory::put_inventory,
         inventory::get_inventory,
+        inventory::inventory_audit,
     ),
     components(schemas(
         error::ErrorBody,

@@ -8,6 +8,11 @@
 //! up to a few hundred reservations), and every reservation inside it is atomic on its own: its
 //! conditional decrements and its row either all count or none does (see [`apply_one`]). The
 //! row's primary key is the reservation id, so a redelivered entry changes nothing.
+//!
+//! The model (DESIGN §19): per SKU, `total` (set by operators, audited), `held` (units of
+//! confirmed reservations) and `sold` (units of completed ones); `remaining = total - held -
+//! sold` is derived, never stored. Operators write only `total`, the worker only `held` and
+//! `sold`, each with a conditional `UPDATE`, so neither can overwrite the other's change.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
@@ -69,6 +74,54 @@ pub enum Applied {
     Failed(String),
     /// Not tried: an older reservation of the same person failed first.
     Blocked,
+}
+
+/// One SKU's stock: `remaining = total - held - sold`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Stock {
+    /// The SKU.
+    pub sku: String,
+    /// Units for sale, set by operators.
+    pub total: i64,
+    /// Units of confirmed reservations not yet completed (holds).
+    pub held: i64,
+    /// Units of completed reservations.
+    pub sold: i64,
+    /// Units nobody holds nor bought.
+    pub remaining: i64,
+}
+
+/// One change an operator made to a SKU's `total`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StockChange {
+    /// The SKU.
+    pub sku: String,
+    /// When (unix ms).
+    pub at_ms: i64,
+    /// Who (the operator's token id).
+    pub by: String,
+    /// The total before (none when the SKU was created).
+    pub old_total: Option<i64>,
+    /// The total after.
+    pub new_total: i64,
+}
+
+/// Why a change of totals was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TotalsError {
+    /// The new total is below what is held and sold.
+    #[error("{sku}: total cannot go below held ({held}) + sold ({sold})")]
+    BelowCommitted {
+        /// The SKU refused.
+        sku: String,
+        /// Its held units.
+        held: i64,
+        /// Its sold units.
+        sold: i64,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 /// A pool on PostgreSQL or SQLite.
@@ -140,37 +193,144 @@ impl Database {
         Ok(())
     }
 
-    /// Sets the remaining quantity of each SKU listed (others are left as they are).
-    pub async fn set_inventory(
+    /// Sets the `total` of each SKU listed (others are left as they are), in one transaction
+    /// with an audit entry per change made `by` an operator. Never below what is held and
+    /// sold: the check is the `UPDATE`'s own condition, so it cannot race the worker (which
+    /// moves units between `held` and `sold` and never writes `total`). Nothing changes when
+    /// any SKU is refused.
+    pub async fn set_totals(
         &self,
         event: &EventId,
         items: &[(String, i64)],
-    ) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
-        for (sku, quantity) in items {
-            sqlx::query(
-                "INSERT INTO inventory (event, sku, remaining) VALUES ($1, $2, $3) \
-                 ON CONFLICT (event, sku) DO UPDATE SET remaining = excluded.remaining",
+        by: &str,
+    ) -> Result<(), TotalsError> {
+        let now = crate::clock::now_ms() as i64;
+        let mut tx = self.pool.begin().await.map_err(DbError::from)?;
+        for (sku, total) in items {
+            let created = sqlx::query(
+                "INSERT INTO inventory (event, sku, total) VALUES ($1, $2, $3) \
+                 ON CONFLICT (event, sku) DO NOTHING",
             )
             .bind(event.as_str())
             .bind(sku.as_str())
-            .bind(*quantity)
+            .bind(*total)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(DbError::from)?
+            .rows_affected()
+                == 1;
+            let old = if created {
+                None
+            } else {
+                // Lock the row first (a write takes SQLite's write lock too), so the total
+                // read for the audit is the one the update replaces.
+                sqlx::query("UPDATE inventory SET total = total WHERE event = $1 AND sku = $2")
+                    .bind(event.as_str())
+                    .bind(sku.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(DbError::from)?;
+                let row = sqlx::query(
+                    "SELECT total, held, sold FROM inventory WHERE event = $1 AND sku = $2",
+                )
+                .bind(event.as_str())
+                .bind(sku.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(DbError::from)?;
+                let (old, held, sold): (i64, i64, i64) = (
+                    row.try_get(0).map_err(DbError::from)?,
+                    row.try_get(1).map_err(DbError::from)?,
+                    row.try_get(2).map_err(DbError::from)?,
+                );
+                let changed = sqlx::query(
+                    "UPDATE inventory SET total = $1 \
+                     WHERE event = $2 AND sku = $3 AND held + sold <= $4",
+                )
+                .bind(*total)
+                .bind(event.as_str())
+                .bind(sku.as_str())
+                .bind(*total)
+                .execute(&mut *tx)
+                .await
+                .map_err(DbError::from)?
+                .rows_affected();
+                if changed == 0 {
+                    return Err(TotalsError::BelowCommitted {
+                        sku: sku.clone(),
+                        held,
+                        sold,
+                    });
+                }
+                if old == *total {
+                    continue;
+                }
+                Some(old)
+            };
+            sqlx::query(
+                "INSERT INTO inventory_audit (event, sku, at_ms, actor, old_total, new_total) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(event.as_str())
+            .bind(sku.as_str())
+            .bind(now)
+            .bind(by)
+            .bind(old)
+            .bind(*total)
+            .execute(&mut *tx)
+            .await
+            .map_err(DbError::from)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(DbError::from)?;
         Ok(())
     }
 
-    /// The remaining quantity of every SKU of an event, by SKU.
-    pub async fn inventory(&self, event: &EventId) -> Result<Vec<(String, i64)>, DbError> {
-        let rows =
-            sqlx::query("SELECT sku, remaining FROM inventory WHERE event = $1 ORDER BY sku")
-                .bind(event.as_str())
-                .fetch_all(&self.pool)
-                .await?;
+    /// Every SKU of an event, by SKU.
+    pub async fn inventory(&self, event: &EventId) -> Result<Vec<Stock>, DbError> {
+        let rows = sqlx::query(
+            "SELECT sku, total, held, sold FROM inventory WHERE event = $1 ORDER BY sku",
+        )
+        .bind(event.as_str())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+            .map(|r| {
+                let (total, held, sold) = (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+                Ok(Stock {
+                    sku: r.try_get(0)?,
+                    total,
+                    held,
+                    sold,
+                    remaining: total - held - sold,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest `limit` changes operators made to an event's inventory, newest first.
+    pub async fn inventory_audit(
+        &self,
+        event: &EventId,
+        limit: i64,
+    ) -> Result<Vec<StockChange>, DbError> {
+        let rows = sqlx::query(
+            "SELECT sku, at_ms, actor, old_total, new_total FROM inventory_audit \
+             WHERE event = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(event.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StockChange {
+                    sku: r.try_get(0)?,
+                    at_ms: r.try_get(1)?,
+                    by: r.try_get(2)?,
+                    old_total: r.try_get(3)?,
+                    new_total: r.try_get(4)?,
+                })
+            })
             .collect()
     }
 
@@ -392,8 +552,8 @@ async fn apply_fast(
 /// The conditional decrement of one item; true if it fitted.
 async fn take(conn: &mut AnyConnection, event: &EventId, item: &Item) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE inventory SET remaining = remaining - $1 \
-         WHERE event = $2 AND sku = $3 AND remaining >= $4",
+        "UPDATE inventory SET held = held + $1 \
+         WHERE event = $2 AND sku = $3 AND total - held - sold >= $4",
     )
     .bind(i64::from(item.quantity))
     .bind(event.as_str())
@@ -514,7 +674,7 @@ async fn known_skus(
 
 /// Applies one reservation on a connection inside a transaction (or savepoint):
 /// 1. the conditional decrement of every item, in SKU order
-///    (`… SET remaining = remaining - q WHERE … AND remaining >= q`);
+///    (`… SET held = held + q WHERE … AND total - held - sold >= q`);
 /// 2. if one cannot be applied, the items already taken are put back (we still hold their
 ///    rows, so this is exact) and the reservation is rejected: `invalid_sku` when the SKU has
 ///    no inventory row for the event, else `sold_out`;
@@ -587,14 +747,12 @@ async fn put_back(
     items: &[&Item],
 ) -> Result<(), DbError> {
     for item in items {
-        sqlx::query(
-            "UPDATE inventory SET remaining = remaining + $1 WHERE event = $2 AND sku = $3",
-        )
-        .bind(i64::from(item.quantity))
-        .bind(event.as_str())
-        .bind(item.sku.as_str())
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query("UPDATE inventory SET held = held - $1 WHERE event = $2 AND sku = $3")
+            .bind(i64::from(item.quantity))
+            .bind(event.as_str())
+            .bind(item.sku.as_str())
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ mod door;
 mod errors;
 mod eviction;
 mod faults;
+mod inventory;
 mod join;
 mod leaks;
 mod openapi;

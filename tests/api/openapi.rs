@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/reservations/{reservation_id}"),
     ("put", "/admin/v1/events/{event_id}/inventory"),
     ("get", "/admin/v1/events/{event_id}/inventory"),
+    ("get", "/admin/v1/events/{event_id}/inventory/audit"),
 ];
 
 /// Routes that cannot fail on bad input (nothing to document but success).

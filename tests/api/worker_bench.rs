@@ -98,7 +98,7 @@ impl Bench {
         };
         store.put_event(&event, &config, "bench").await.unwrap();
         database
-            .set_inventory(&event, &[("seat".to_owned(), stock)])
+            .set_totals(&event, &[("seat".to_owned(), stock)], "bench")
             .await
             .unwrap();
         Self {
