@@ -33,8 +33,12 @@ pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
     if admin_token.is_none() {
         tracing::warn!("VESTIBULE_ADMIN_TOKEN unset: the admin API refuses every call");
     }
+    if config.backend_token.is_none() {
+        tracing::warn!("VESTIBULE_BACKEND_TOKEN unset: completing holds is refused");
+    }
     let options = Options {
         admin_token,
+        backend_token: config.backend_token.clone(),
         join_rate_per_client: config.join_rate_per_client,
         trusted_proxies: config.trusted_proxies.clone(),
     };

@@ -107,6 +107,9 @@ pub enum ApiError {
     /// 409: an inventory change would set a SKU's total below its held and sold units.
     #[error("{0}")]
     InventoryConflict(String),
+    /// 409: the hold already ended another way (completed, released, expired) or never was one.
+    #[error("{0}")]
+    HoldEnded(String),
     /// 404: no such reservation (for this person).
     #[error("no reservation with this id")]
     ReservationNotFound,
@@ -141,6 +144,7 @@ impl ApiError {
             Self::TooManyReservations => "too_many_reservations",
             Self::ReservationNotFound => "reservation_not_found",
             Self::InventoryConflict(_) => "inventory_conflict",
+            Self::HoldEnded(_) => "hold_ended",
         }
     }
 
@@ -163,7 +167,9 @@ impl ApiError {
             Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::IdempotencyConflict | Self::InventoryConflict(_) => StatusCode::CONFLICT,
+            Self::IdempotencyConflict | Self::InventoryConflict(_) | Self::HoldEnded(_) => {
+                StatusCode::CONFLICT
+            }
             Self::TooManyReservations => StatusCode::TOO_MANY_REQUESTS,
             Self::ReservationNotFound => StatusCode::NOT_FOUND,
         }

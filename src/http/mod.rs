@@ -55,6 +55,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/reservations", post(reservations::reserve))
         .route("/v1/reservations/{reservation_id}", get(reservations::get))
         .route(
+            "/v1/reservations/{reservation_id}/complete",
+            post(reservations::complete),
+        )
+        .route(
+            "/v1/reservations/{reservation_id}/cancel",
+            post(reservations::cancel),
+        )
+        .route(
             "/admin/v1/events/{event_id}/inventory",
             get(inventory::get_inventory).put(inventory::put_inventory),
         )

@@ -63,6 +63,8 @@ pub struct Outcome {
     pub state: ReservationState,
     /// Why it was rejected: `sold_out` or `invalid_sku`.
     pub reason: Option<String>,
+    /// When a confirmed reservation's hold ends by itself (unix ms); `None`: never.
+    pub hold_expires_at_ms: Option<i64>,
 }
 
 /// What became of one reservation of a batch.
@@ -122,6 +124,30 @@ pub enum TotalsError {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// What an attempt to end a hold found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HoldEnd {
+    /// This call ended it (its event).
+    Ended {
+        /// The reservation's event.
+        event: String,
+    },
+    /// It had already ended the same way (a repeated call).
+    Already {
+        /// The reservation's event.
+        event: String,
+    },
+    /// It ended another way first, or was never a hold (`rejected`).
+    Over {
+        /// The reservation's event.
+        event: String,
+        /// How it ended.
+        state: ReservationState,
+    },
+    /// No such applied reservation (or not this person's).
+    NotFound,
 }
 
 /// A pool on PostgreSQL or SQLite.
@@ -367,10 +393,169 @@ impl Database {
         Ok(summary)
     }
 
+    /// Ends a hold the way `how` says (`Completed` by the backend, `Released` by a cancel), if
+    /// it is still a hold: one conditional row update (`… WHERE state = 'confirmed' AND` not
+    /// past its time) decides, so a complete racing expiry or another call has one winner, and
+    /// the units move (held → sold, or held → remaining) in the same transaction, exactly once.
+    /// `owner`: only the reservation of that person of that event may be ended (a cancel by
+    /// its maker); `None`: any (the backend).
+    pub async fn end_hold(
+        &self,
+        id: &str,
+        how: ReservationState,
+        owner: Option<(&EventId, &str)>,
+    ) -> Result<HoldEnd, DbError> {
+        let (event, person) = owner.map_or(("", ""), |(e, p)| (e.as_str(), p));
+        let now = crate::clock::now_ms() as i64;
+        let mut tx = self.pool.begin().await?;
+        let won = sqlx::query(
+            "UPDATE reservations SET state = $1, ended_at_ms = $2, synced = FALSE \
+             WHERE id = $3 AND state = 'confirmed' \
+             AND (hold_expires_at_ms IS NULL OR hold_expires_at_ms > $4) \
+             AND ($5 = '' OR (person = $6 AND event = $7)) \
+             RETURNING event, items",
+        )
+        .bind(how.as_str())
+        .bind(now)
+        .bind(id)
+        .bind(now)
+        .bind(person)
+        .bind(person)
+        .bind(event)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = won {
+            let event: String = row.try_get(0)?;
+            let items: String = row.try_get(1)?;
+            move_units(&mut tx, &event, &items, how).await?;
+            tx.commit().await?;
+            return Ok(HoldEnd::Ended { event });
+        }
+        let row = sqlx::query("SELECT event, person, state FROM reservations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        let Some(row) = row else {
+            return Ok(HoldEnd::NotFound);
+        };
+        let (event, maker, state): (String, String, String) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        if owner.is_some_and(|(e, p)| e.as_str() != event || p != maker) {
+            return Ok(HoldEnd::NotFound);
+        }
+        Ok(match state.as_str() {
+            s if s == how.as_str() => HoldEnd::Already { event },
+            // Past its time but not yet expired by a worker: it lost all the same.
+            "confirmed" => HoldEnd::Over {
+                event,
+                state: ReservationState::Expired,
+            },
+            other => HoldEnd::Over {
+                event,
+                state: ReservationState::parse(other)
+                    .ok_or_else(|| DbError::Statement(format!("state {other} of {id}")))?,
+            },
+        })
+    }
+
+    /// Expires up to `limit` holds of an event past their time (by `now`), returning their
+    /// units, in one transaction; answers how many. Safe on every worker at once: each row
+    /// changes only from `confirmed`, and on PostgreSQL rows another worker is expiring are
+    /// skipped rather than waited for.
+    pub async fn expire_holds(
+        &self,
+        event: &EventId,
+        now: i64,
+        limit: i64,
+    ) -> Result<usize, DbError> {
+        let skip = if self.dialect == Dialect::Postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE reservations SET state = 'expired', ended_at_ms = $1, synced = FALSE \
+             WHERE id IN (SELECT id FROM reservations WHERE event = $2 AND state = 'confirmed' \
+             AND hold_expires_at_ms <= $3 ORDER BY hold_expires_at_ms LIMIT $4{skip}) \
+             AND state = 'confirmed' RETURNING items"
+        );
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(&sql)
+            .bind(now)
+            .bind(event.as_str())
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut units: HashMap<String, i64> = HashMap::new();
+        for row in &rows {
+            let items: String = row.try_get(0)?;
+            for item in crate::store::reservations::decode_items(&items).unwrap_or_default() {
+                *units.entry(item.sku).or_default() += i64::from(item.quantity);
+            }
+        }
+        // In SKU order, as every writer takes inventory rows, so no two deadlock.
+        let mut units: Vec<(String, i64)> = units.into_iter().collect();
+        units.sort();
+        for (sku, q) in units {
+            release(&mut tx, event.as_str(), &sku, q).await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    /// Up to `limit` holds of an event that ended in the database and are not yet shown in the
+    /// store: `(id, state)`.
+    pub async fn unsynced(
+        &self,
+        event: &EventId,
+        limit: i64,
+    ) -> Result<Vec<(String, ReservationState)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, state FROM reservations WHERE event = $1 AND NOT synced LIMIT $2",
+        )
+        .bind(event.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get(1)?;
+                Ok((
+                    r.try_get(0)?,
+                    ReservationState::parse(&state)
+                        .ok_or_else(|| DbError::Statement(format!("state {state}")))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Records that these ended holds are shown in the store.
+    pub async fn mark_synced(&self, ids: &[String]) -> Result<(), DbError> {
+        for chunk in ids.chunks(500) {
+            let placeholders = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("UPDATE reservations SET synced = TRUE WHERE id IN ({placeholders})");
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            query.execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
     /// Applies `lanes` in one transaction. A lane is one person's reservations, oldest first:
     /// a reservation whose elder failed is not tried (`Blocked`), so a person's reservations
     /// take effect in the order they were made. Answers one result per reservation, in order.
     /// `Err` means nothing was committed (the database is unreachable or the commit failed).
+    /// Confirmed reservations hold their units until `hold_until` (unix ms; `None`: forever).
     ///
     /// Fast path: no savepoints. If any statement fails, the transaction is rolled back and the
     /// batch runs again with a savepoint around each reservation, so one poison reservation
@@ -379,13 +564,18 @@ impl Database {
         &self,
         event: &EventId,
         lanes: &[Vec<Queued>],
+        hold_until: Option<i64>,
     ) -> Result<Vec<Vec<Applied>>, DbError> {
         let mut conn = self.pool.acquire().await?;
-        match self.apply_in_tx(&mut conn, event, lanes, false).await {
+        match self
+            .apply_in_tx(&mut conn, event, lanes, hold_until, false)
+            .await
+        {
             Ok(results) => Ok(results),
             Err(DbError::Statement(cause)) => {
                 tracing::debug!(%cause, "a statement failed; applying the batch with savepoints");
-                self.apply_in_tx(&mut conn, event, lanes, true).await
+                self.apply_in_tx(&mut conn, event, lanes, hold_until, true)
+                    .await
             }
             Err(err) => Err(err),
         }
@@ -396,15 +586,16 @@ impl Database {
         conn: &mut AnyConnection,
         event: &EventId,
         lanes: &[Vec<Queued>],
+        hold_until: Option<i64>,
         careful: bool,
     ) -> Result<Vec<Vec<Applied>>, DbError> {
         let mut tx = conn.begin().await?;
         let known = known_skus(&mut tx, event, lanes, self.dialect).await?;
         let results = if careful {
-            apply_careful(&mut tx, event, lanes).await?
+            apply_careful(&mut tx, event, lanes, hold_until).await?
         } else {
             // Any failure here rolls the whole transaction back (dropping `tx`).
-            apply_fast(&mut tx, event, lanes, &known).await?
+            apply_fast(&mut tx, event, lanes, &known, hold_until).await?
         };
         tx.commit().await?;
         Ok(results)
@@ -417,6 +608,7 @@ async fn apply_careful(
     tx: &mut AnyConnection,
     event: &EventId,
     lanes: &[Vec<Queued>],
+    hold_until: Option<i64>,
 ) -> Result<Vec<Vec<Applied>>, DbError> {
     let mut results = Vec::with_capacity(lanes.len());
     for lane in lanes {
@@ -428,7 +620,7 @@ async fn apply_careful(
                 continue;
             }
             let mut savepoint = tx.begin().await?;
-            let applied = match apply_one(&mut savepoint, event, reservation).await {
+            let applied = match apply_one(&mut savepoint, event, reservation, hold_until).await {
                 Ok(outcome) => {
                     savepoint.commit().await?;
                     Applied::Done(outcome)
@@ -470,6 +662,7 @@ async fn apply_fast(
     event: &EventId,
     lanes: &[Vec<Queued>],
     known: &HashSet<String>,
+    hold_until: Option<i64>,
 ) -> Result<Vec<Vec<Applied>>, DbError> {
     let mut short: HashMap<&str, u32> = HashMap::new();
     let mut decided: Vec<Decided> = Vec::new();
@@ -514,7 +707,7 @@ async fn apply_fast(
 
     let mut inserted: HashSet<String> = HashSet::new();
     for chunk in decided.chunks(500) {
-        inserted.extend(insert_rows(tx, event, chunk).await?);
+        inserted.extend(insert_rows(tx, event, chunk, hold_until).await?);
     }
     let mut outcomes: HashMap<&str, Outcome> = HashMap::new();
     for d in &decided {
@@ -527,6 +720,7 @@ async fn apply_fast(
                     ReservationState::Confirmed
                 },
                 reason: d.reason.map(str::to_owned),
+                hold_expires_at_ms: hold_until.filter(|_| d.reason.is_none()),
             }
         } else {
             put_back(tx, event, &d.taken).await?;
@@ -571,30 +765,26 @@ async fn insert_rows(
     conn: &mut AnyConnection,
     event: &EventId,
     decided: &[Decided<'_>],
+    hold_until: Option<i64>,
 ) -> Result<Vec<String>, DbError> {
     if decided.is_empty() {
         return Ok(Vec::new());
     }
     let values = (0..decided.len())
         .map(|i| {
-            let b = i * 8;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8
-            )
+            let b = i * 9;
+            let list = (1..=9)
+                .map(|k| format!("${}", b + k))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({list})")
         })
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
         "INSERT INTO reservations \
-         (id, event, person, items, state, reason, created_at_ms, applied_at_ms) \
+         (id, event, person, items, state, reason, created_at_ms, applied_at_ms, \
+          hold_expires_at_ms) \
          VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id"
     );
     let now = crate::clock::now_ms() as i64;
@@ -613,7 +803,8 @@ async fn insert_rows(
             .bind(state.as_str())
             .bind(d.reason)
             .bind(d.reservation.created_ms as i64)
-            .bind(now);
+            .bind(now)
+            .bind(hold_until.filter(|_| d.reason.is_none()));
     }
     let rows = query.fetch_all(&mut *conn).await?;
     rows.iter()
@@ -685,6 +876,7 @@ async fn apply_one(
     conn: &mut AnyConnection,
     event: &EventId,
     reservation: &Queued,
+    hold_until: Option<i64>,
 ) -> Result<Outcome, DbError> {
     let mut items: Vec<&Item> = reservation.items.iter().collect();
     items.sort_by(|a, b| a.sku.cmp(&b.sku));
@@ -713,8 +905,9 @@ async fn apply_one(
     };
     let inserted = sqlx::query(
         "INSERT INTO reservations \
-         (id, event, person, items, state, reason, created_at_ms, applied_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+         (id, event, person, items, state, reason, created_at_ms, applied_at_ms, \
+          hold_expires_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
     )
     .bind(reservation.id.as_str())
     .bind(event.as_str())
@@ -724,6 +917,7 @@ async fn apply_one(
     .bind(reason)
     .bind(reservation.created_ms as i64)
     .bind(crate::clock::now_ms() as i64)
+    .bind(hold_until.filter(|_| reason.is_none()))
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -731,6 +925,7 @@ async fn apply_one(
         return Ok(Outcome {
             state,
             reason: reason.map(str::to_owned),
+            hold_expires_at_ms: hold_until.filter(|_| reason.is_none()),
         });
     }
     if reason.is_none() {
@@ -739,6 +934,47 @@ async fn apply_one(
     existing(conn, &reservation.id)
         .await?
         .ok_or_else(|| DbError::Statement(format!("reservation {} vanished", reservation.id)))
+}
+
+/// Moves a reservation's units out of `held`: to `sold` when completed, back to `remaining`
+/// otherwise; items in SKU order.
+async fn move_units(
+    conn: &mut AnyConnection,
+    event: &str,
+    items: &str,
+    how: ReservationState,
+) -> Result<(), DbError> {
+    let mut items = crate::store::reservations::decode_items(items).unwrap_or_default();
+    items.sort_by(|a, b| a.sku.cmp(&b.sku));
+    for item in items {
+        let q = i64::from(item.quantity);
+        if how == ReservationState::Completed {
+            sqlx::query(
+                "UPDATE inventory SET held = held - $1, sold = sold + $2 \
+                 WHERE event = $3 AND sku = $4",
+            )
+            .bind(q)
+            .bind(q)
+            .bind(event)
+            .bind(item.sku.as_str())
+            .execute(&mut *conn)
+            .await?;
+        } else {
+            release(conn, event, &item.sku, q).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives `q` held units of a SKU back to `remaining`.
+async fn release(conn: &mut AnyConnection, event: &str, sku: &str, q: i64) -> Result<(), DbError> {
+    sqlx::query("UPDATE inventory SET held = held - $1 WHERE event = $2 AND sku = $3")
+        .bind(q)
+        .bind(event)
+        .bind(sku)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 async fn put_back(
@@ -758,10 +994,11 @@ async fn put_back(
 }
 
 async fn existing(conn: &mut AnyConnection, id: &str) -> Result<Option<Outcome>, DbError> {
-    let row = sqlx::query("SELECT state, reason FROM reservations WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row =
+        sqlx::query("SELECT state, reason, hold_expires_at_ms FROM reservations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -770,5 +1007,6 @@ async fn existing(conn: &mut AnyConnection, id: &str) -> Result<Option<Outcome>,
         state: ReservationState::parse(&state)
             .ok_or_else(|| DbError::Statement(format!("state {state} of {id}")))?,
         reason: row.try_get(1)?,
+        hold_expires_at_ms: row.try_get(2)?,
     }))
 }

@@ -116,7 +116,11 @@ impl Worker {
             let mut busy = false;
             let mut failed = false;
             for event in &events {
-                match self.step(event).await {
+                let done = match self.step(event).await {
+                    Ok(n) => self.end_holds(event).await.map(|m| n + m),
+                    Err(err) => Err(err),
+                };
+                match done {
                     Ok(n) => busy |= n > 0,
                     Err(err) => {
                         tracing::warn!(%event, error = %err, "batch failed; entries stay pending");
@@ -177,7 +181,14 @@ impl Worker {
         }
         let mine = self.dead_letter_malformed(event, &deliveries).await?;
         let lanes = self.lanes(event, &mine).await?;
-        let results = self.database.apply_batch(event, &lanes).await?;
+        let hold_ttl_secs = self
+            .store
+            .get_event(event)
+            .await?
+            .map_or(0, |config| config.hold_ttl_secs);
+        let hold_until =
+            (hold_ttl_secs > 0).then(|| now_ms() as i64 + i64::from(hold_ttl_secs) * 1000);
+        let results = self.database.apply_batch(event, &lanes, hold_until).await?;
         let settlements = self.settlements(event, &mine, &lanes, results).await?;
         let written: HashSet<String> = self
             .reservations
@@ -191,6 +202,26 @@ impl Worker {
             .with_label_values(&[event.as_str()])
             .observe(started.elapsed().as_secs_f64());
         Ok(deliveries.len())
+    }
+
+    /// Expires the event's holds past their time (one database transaction returns their
+    /// units), then shows every hold that ended in the database (expired here, completed or
+    /// cancelled through the API) in the store, and only then marks it shown: a crash anywhere
+    /// leaves either nothing done or a hold ended and not yet shown, which the next call (on
+    /// any worker) finishes. Answers how many holds it touched.
+    pub async fn end_holds(&self, event: &EventId) -> Result<usize, StepError> {
+        let limit = i64::from(self.settings.batch);
+        let expired = self
+            .database
+            .expire_holds(event, now_ms() as i64, limit)
+            .await?;
+        let ended = self.database.unsynced(event, limit).await?;
+        for (id, state) in &ended {
+            self.reservations.end_hold(event, id, *state).await?;
+        }
+        let ids: Vec<String> = ended.into_iter().map(|(id, _)| id).collect();
+        self.database.mark_synced(&ids).await?;
+        Ok(expired + ids.len())
     }
 
     /// Entries that cannot be decoded will never succeed: gives them up at once (dead-letter
@@ -395,6 +426,7 @@ fn settlement(q: &Queued, outcome: Outcome) -> Settlement {
         work_id: q.work_id.clone(),
         state: outcome.state,
         reason: outcome.reason,
+        hold_expires_at_ms: outcome.hold_expires_at_ms.map(|ms| ms.max(0) as u64),
     }
 }
 

@@ -14,6 +14,7 @@ mod door;
 mod errors;
 mod eviction;
 mod faults;
+mod holds;
 mod inventory;
 mod join;
 mod leaks;

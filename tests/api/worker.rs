@@ -483,7 +483,7 @@ async fn applying_the_same_batch_twice_changes_nothing(db: Db) {
         vec![order("r4", "c", &[("scarf", 1)])],
         vec![order("r5", "d", &[("nope", 1)])],
     ];
-    let first = database.apply_batch(&event, &lanes).await.unwrap();
+    let first = database.apply_batch(&event, &lanes, None).await.unwrap();
     let outcome = |a: &Applied| match a {
         Applied::Done(o) => (o.state.as_str().to_owned(), o.reason.clone()),
         other => panic!("not applied: {other:?}"),
@@ -517,7 +517,7 @@ async fn applying_the_same_batch_twice_changes_nothing(db: Db) {
         .set_totals(&event, &[("scarf".into(), 6)], "test")
         .await
         .unwrap();
-    let again = database.apply_batch(&event, &lanes).await.unwrap();
+    let again = database.apply_batch(&event, &lanes, None).await.unwrap();
     assert_eq!(again, first);
     let stock = remaining(database.inventory(&event).await.unwrap());
     assert_eq!(stock, vec![("scarf".into(), 1, 5), ("seat".into(), 3, 0)]);

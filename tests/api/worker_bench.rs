@@ -253,7 +253,7 @@ async fn database_only(n: usize, batch: usize) -> f64 {
     for chunk in lanes.chunks(batch) {
         bench
             .database
-            .apply_batch(&bench.event, chunk)
+            .apply_batch(&bench.event, chunk, None)
             .await
             .unwrap();
     }

@@ -120,6 +120,7 @@ impl EventBook {
             state: ReservationState::Pending,
             reason: None,
             items: new.items.clone(),
+            hold_expires_at_ms: None,
         };
         self.reservations
             .insert(new.id.clone(), (reservation, now + retention_ms));
@@ -304,6 +305,7 @@ impl Reservations for MemoryStore {
                     if reservation.state == ReservationState::Pending {
                         reservation.state = r.state;
                         reservation.reason = r.reason.clone();
+                        reservation.hold_expires_at_ms = r.hold_expires_at_ms;
                         *exp = now + RETENTION_SECS * 1000;
                         changed.push(r.id.clone());
                     }
@@ -313,6 +315,29 @@ impl Reservations for MemoryStore {
             }
             changed
         }))
+    }
+
+    async fn end_hold(
+        &self,
+        event: &EventId,
+        id: &str,
+        state: ReservationState,
+    ) -> Result<bool, StoreError> {
+        // Twin: lua/reservations/end_hold.lua.
+        Ok(
+            self.with_book(event, |book, now| match book.reservations.get_mut(id) {
+                Some((reservation, exp))
+                    if *exp > now
+                        && reservation.state == ReservationState::Confirmed
+                        && state.ends_hold() =>
+                {
+                    reservation.state = state;
+                    *exp = now + RETENTION_SECS * 1000;
+                    true
+                }
+                _ => false,
+            }),
+        )
     }
 
     async fn ack(&self, event: &EventId, work_ids: &[String]) -> Result<(), StoreError> {

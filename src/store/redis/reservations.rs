@@ -134,6 +134,7 @@ impl Reservations for RedisStore {
             state,
             reason: get("reason").filter(|r| !r.is_empty()).map(str::to_owned),
             items: get("items").and_then(decode_items).unwrap_or_default(),
+            hold_expires_at_ms: get("hold_expires_at").and_then(|v| v.parse().ok()),
         }))
     }
 
@@ -222,9 +223,34 @@ impl Reservations for RedisStore {
             args.push(r.work_id.as_str().into());
             args.push(r.state.as_str().into());
             args.push(r.reason.clone().unwrap_or_default().into());
+            args.push(
+                r.hold_expires_at_ms
+                    .map(|ms| ms.to_string())
+                    .unwrap_or_default()
+                    .into(),
+            );
         }
         let value = self.run(&self.scripts.settle, keys, args).await?;
         Ok(array(value).iter().filter_map(Value::as_string).collect())
+    }
+
+    async fn end_hold(
+        &self,
+        event: &EventId,
+        id: &str,
+        state: ReservationState,
+    ) -> Result<bool, StoreError> {
+        if !state.ends_hold() {
+            return Ok(false);
+        }
+        let value: Value = self
+            .run(
+                &self.scripts.end_hold,
+                vec![keys::reservation(event, id)],
+                vec![state.as_str().into(), (RETENTION_SECS as i64).into()],
+            )
+            .await?;
+        Ok(value.as_i64() == Some(1))
     }
 
     async fn ack(&self, event: &EventId, work_ids: &[String]) -> Result<(), StoreError> {
