@@ -107,6 +107,9 @@ pub enum ApiError {
     /// 409: an inventory change would set a SKU's total below its held and sold units.
     #[error("{0}")]
     InventoryConflict(String),
+    /// 403: the admission was redeemed; the sale backend has the person now.
+    #[error("this admission was redeemed and can no longer reserve")]
+    AdmissionRedeemed,
     /// 409: the hold already ended another way (completed, released, expired) or never was one.
     #[error("{0}")]
     HoldEnded(String),
@@ -145,6 +148,7 @@ impl ApiError {
             Self::ReservationNotFound => "reservation_not_found",
             Self::InventoryConflict(_) => "inventory_conflict",
             Self::HoldEnded(_) => "hold_ended",
+            Self::AdmissionRedeemed => "admission_redeemed",
         }
     }
 
@@ -158,7 +162,9 @@ impl ApiError {
             Self::NotReady { .. } => StatusCode::TOO_EARLY,
             Self::AlreadyRedeemed => StatusCode::CONFLICT,
             Self::EventNotFound | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::EventClosed | Self::EventNotOpen(_) => StatusCode::FORBIDDEN,
+            Self::EventClosed | Self::EventNotOpen(_) | Self::AdmissionRedeemed => {
+                StatusCode::FORBIDDEN
+            }
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::QueueFull | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,

@@ -165,7 +165,7 @@ fn view(event: &EventId, reservation: &Reservation) -> Value {
 }
 
 /// Whether the request carries the sale backend's token (compared in constant time).
-fn is_backend(headers: &axum::http::HeaderMap, app: &AppState) -> bool {
+pub(super) fn is_backend(headers: &axum::http::HeaderMap, app: &AppState) -> bool {
     use secrecy::ExposeSecret;
     use subtle::ConstantTimeEq;
     match (app.backend_token.as_ref(), bearer(headers)) {
@@ -233,6 +233,7 @@ async fn end_hold(
         (status = 400, description = "`invalid_request`: malformed body or missing Idempotency-Key", body = crate::http::error::ErrorBody),
         (status = 401, description = "`invalid_token`: no valid admission token", body = crate::http::error::ErrorBody),
         (status = 404, description = "`event_not_found`", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`admission_redeemed`: the sale backend redeemed this admission", body = crate::http::error::ErrorBody),
         (status = 409, description = "`idempotency_conflict`: the key was used with another body", body = crate::http::error::ErrorBody),
         (status = 413, description = "`payload_too_large`", body = crate::http::error::ErrorBody),
         (status = 422, description = "`invalid_field`, naming the field (quantities, limits)", body = crate::http::error::ErrorBody),
@@ -254,6 +255,7 @@ pub async fn reserve(
         id: uuid::Uuid::new_v4().simple().to_string(),
         person: claims.sub.clone(),
         idempotency_key,
+        admission: claims.jti.clone(),
         body_hash: body_hash(&items),
         items,
     };
@@ -262,6 +264,7 @@ pub async fn reserve(
         ReserveOutcome::Conflict => return Err(ApiError::IdempotencyConflict),
         ReserveOutcome::TooManyOpen => return Err(ApiError::TooManyReservations),
         ReserveOutcome::NoEvent => return Err(ApiError::EventNotFound),
+        ReserveOutcome::Redeemed => return Err(ApiError::AdmissionRedeemed),
     };
     let body = if fresh {
         tracing::info!(%event, reservation = %id, "reservation recorded");

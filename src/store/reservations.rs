@@ -90,6 +90,8 @@ pub struct NewReservation {
     pub person: String,
     /// The caller's `Idempotency-Key`.
     pub idempotency_key: String,
+    /// The admission token's id (`jti`): a redeemed admission may no longer reserve.
+    pub admission: String,
     /// A hash of the normalised body: the same key with another body is a conflict.
     pub body_hash: String,
     /// What is ordered.
@@ -112,6 +114,8 @@ pub enum ReserveOutcome {
     TooManyOpen,
     /// No such event.
     NoEvent,
+    /// The admission was redeemed: the sale backend took the person over.
+    Redeemed,
 }
 
 /// Where a reservation is.

@@ -366,10 +366,16 @@ impl<'a> Pair<'a> {
                 quantity,
             } => {
                 self.made += 1;
+                // An admission given so far (some of them redeemed), or one never given.
+                let admission = match self.admissions.len() {
+                    0 => "a-none".to_owned(),
+                    n => self.admissions[usize::from(*person) % n].0.clone(),
+                };
                 let new = NewReservation {
                     id: format!("r{}", self.made),
                     person: self.person(*person),
                     idempotency_key: format!("k{key}"),
+                    admission,
                     body_hash: format!("q{quantity}"),
                     items: vec![Item {
                         sku: "seat".into(),

@@ -8,8 +8,8 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{eventually, Backend};
-use crate::sales::{fast_worker, Db, SaleApp, BACKEND_TOKEN};
+use crate::helpers::{eventually, Backend, BACKEND_TOKEN};
+use crate::sales::{fast_worker, Db, SaleApp};
 use crate::sales_matrix;
 
 /// Complete with the backend token (once, repeatable), cancel by the maker, and every attack
@@ -167,7 +167,43 @@ async fn completes_racing_expiry_end_each_hold_exactly_one_way(backend: Backend,
     );
 }
 
+/// Redeem needs the backend token; once redeemed, the admission can no longer reserve (not
+/// even with an idempotency key it used before), and nothing new is recorded.
+async fn a_redeemed_admission_can_no_longer_reserve(backend: Backend, db: Db) {
+    let sale = SaleApp::spawn(backend, db).await;
+    sale.put_inventory(json!([{"sku": "seat", "total": 10}]))
+        .await;
+    let token = sale.admitted().await;
+    sale.reserve_ok(&token, "before", "seat", 1).await;
+
+    // Without the backend token (or with the admission itself as the bearer): 401.
+    for bearer in [None, Some(token.as_str())] {
+        let mut request = sale
+            .app
+            .http
+            .post(sale.app.url("/v1/admissions/redeem"))
+            .json(&json!({ "admission_token": token }));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    sale.reserve_ok(&token, "still", "seat", 1).await;
+
+    let (status, body) = sale.app.redeem(&token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for key in ["after", "before"] {
+        let (status, body) = sale.reserve(&token, key, "seat", 1).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["error"]["code"], "admission_redeemed");
+    }
+    let backlog = sale.backlog().await;
+    assert_eq!(backlog.lag + backlog.pending, 2, "nothing new recorded");
+}
+
 sales_matrix!(
+    a_redeemed_admission_can_no_longer_reserve,
     a_hold_ends_once_by_the_backend_or_its_maker,
     completes_racing_expiry_end_each_hold_exactly_one_way,
 );

@@ -22,10 +22,9 @@ use vestibule::store::Store;
 use vestibule::tickets::TicketKeys;
 use vestibule::worker::metrics::WorkerMetrics;
 
-use crate::helpers::{eventually, temp_dir, Backend, RedisServer, TestApp, ADMIN_TOKEN};
-
-/// The sale backend's token in these tests.
-pub const BACKEND_TOKEN: &str = "backend-token-for-tests";
+use crate::helpers::{
+    eventually, temp_dir, Backend, RedisServer, TestApp, ADMIN_TOKEN, BACKEND_TOKEN,
+};
 
 /// The server every test database is made on (trust auth; see `.ci/run`).
 pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";

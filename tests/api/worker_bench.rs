@@ -117,6 +117,7 @@ impl Bench {
             id: id.clone(),
             person: format!("p{i}"),
             idempotency_key: "k".into(),
+            admission: format!("a{i}"),
             body_hash: "h".into(),
             items: vec![Item {
                 sku: "seat".into(),

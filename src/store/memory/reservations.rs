@@ -189,6 +189,15 @@ impl Reservations for MemoryStore {
         if state.event(event, now).is_none() {
             return Ok(ReserveOutcome::NoEvent);
         }
+        // Twin: reserve.lua's check of the redeemed admissions.
+        let redeemed = state
+            .redeemed
+            .get(event)
+            .and_then(|r| r.get(&new.admission))
+            .is_some_and(|keep_until| *keep_until > now);
+        if redeemed {
+            return Ok(ReserveOutcome::Redeemed);
+        }
         let book = state.books.entry(event.clone()).or_default();
         book.purge(now);
         Ok(book.reserve(new, now))

@@ -82,6 +82,7 @@ impl Reservations for RedisStore {
             keys::person(event, &new.person),
             keys::reservation(event, &new.id),
             keys::idempotency(event, &new.person, &new.idempotency_key),
+            keys::redeemed(event),
         ];
         let args: Vec<Value> = vec![
             new.id.as_str().into(),
@@ -91,6 +92,7 @@ impl Reservations for RedisStore {
             i64::from(MAX_OPEN).into(),
             (RETENTION_SECS as i64).into(),
             GROUP.into(),
+            new.admission.as_str().into(),
         ];
         let value = self.run(&self.scripts.reserve, keys, args).await?;
         let mut reply = Reply::new("reserve", value)?;
@@ -106,6 +108,7 @@ impl Reservations for RedisStore {
             "conflict" => ReserveOutcome::Conflict,
             "too_many" => ReserveOutcome::TooManyOpen,
             "no_event" => ReserveOutcome::NoEvent,
+            "redeemed" => ReserveOutcome::Redeemed,
             _ => return Err(reply.error("tag")),
         })
     }
