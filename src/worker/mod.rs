@@ -48,6 +48,11 @@ const IDLE_POLL: Duration = Duration::from_millis(20);
 /// How often the list of events and the backlog gauges are refreshed.
 const REFRESH: Duration = Duration::from_secs(1);
 
+/// How often an idle worker looks for holds to expire or show (two database queries per
+/// event): often enough for a one-second hold, rare enough that idle workers leave the
+/// database alone. While there is such work it is done without waiting.
+const HOLDS_EVERY: Duration = Duration::from_millis(200);
+
 /// Longest pause after the store or the database failed as a whole.
 const MAX_OUTAGE_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -101,6 +106,7 @@ impl Worker {
         tracing::info!(consumer = %self.consumer, "worker started");
         let mut events: Vec<EventId> = Vec::new();
         let mut refreshed: Option<Instant> = None;
+        let mut holds_checked: Option<Instant> = None;
         let mut outage = Duration::ZERO;
         while !stop.is_cancelled() {
             if refreshed.is_none_or(|at| at.elapsed() >= REFRESH) {
@@ -115,10 +121,15 @@ impl Worker {
             }
             let mut busy = false;
             let mut failed = false;
+            let holds_due = holds_checked.is_none_or(|at| at.elapsed() >= HOLDS_EVERY);
+            let mut holds_left = false;
             for event in &events {
                 let done = match self.step(event).await {
-                    Ok(n) => self.end_holds(event).await.map(|m| n + m),
-                    Err(err) => Err(err),
+                    Ok(n) if holds_due => self.end_holds(event).await.map(|m| {
+                        holds_left |= m > 0;
+                        n + m
+                    }),
+                    other => other,
                 };
                 match done {
                     Ok(n) => busy |= n > 0,
@@ -127,6 +138,9 @@ impl Worker {
                         failed = true;
                     }
                 }
+            }
+            if holds_due && !holds_left {
+                holds_checked = Some(Instant::now());
             }
             let pause = if failed {
                 outage = (outage * 2).clamp(Duration::from_millis(50), MAX_OUTAGE_BACKOFF);
