@@ -79,6 +79,8 @@ pub struct Parts {
 pub struct Options {
     /// The admin API's bearer token; `None` refuses every admin call.
     pub admin_token: Option<SecretString>,
+    /// The sale backend's bearer token; `None` refuses every backend call.
+    pub backend_token: Option<SecretString>,
     /// Joins per second per client address (burst twice that); 0 disables the limit.
     pub join_rate_per_client: u32,
     /// Proxies whose `X-Forwarded-For` is believed.
@@ -107,6 +109,8 @@ pub struct AppInner {
     pub admissions: AdmissionKeys,
     /// The admin API's bearer token; `None` refuses every admin call.
     pub admin_token: Option<SecretString>,
+    /// The sale backend's bearer token; `None` refuses every backend call.
+    pub backend_token: Option<SecretString>,
     /// This instance's metrics, shared with its sweeper.
     pub metrics: Arc<Metrics>,
     /// Per-client limit on joins; `None` when disabled.
@@ -149,6 +153,7 @@ impl AppState {
             tickets: parts.tickets,
             admissions: parts.admissions,
             admin_token: options.admin_token,
+            backend_token: options.backend_token,
             metrics,
             join_limiter,
             enter_limits: EnterLimits::default(),

@@ -25,6 +25,11 @@ pub struct GatewayConfig {
     #[arg(long, env = "VESTIBULE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<SecretString>,
 
+    /// Bearer token of the sale backend (completing holds, redeeming admissions); unset: those
+    /// calls are refused.
+    #[arg(long, env = "VESTIBULE_BACKEND_TOKEN", hide_env_values = true)]
+    pub backend_token: Option<SecretString>,
+
     /// How often the sweeper evicts ghosts (ms).
     #[arg(long, env = "VESTIBULE_SWEEP_INTERVAL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(10..=60_000))]

@@ -221,6 +221,9 @@ pub struct EventConfig {
     pub redirect_url: Option<String>,
     /// The page's language (one of [`PAGE_LANGUAGES`]); `None`: the browser's `Accept-Language`.
     pub language: Option<String>,
+    /// How long a confirmed reservation holds its units before they return (0: holds never
+    /// expire; the sale backend completes or cancels them).
+    pub hold_ttl_secs: u32,
     /// Bumped on every change.
     pub version: u64,
 }
@@ -250,6 +253,7 @@ impl Default for EventConfig {
             message: None,
             redirect_url: None,
             language: None,
+            hold_ttl_secs: 600,
             version: 0,
         }
     }
@@ -286,6 +290,7 @@ pub struct EventUpdate {
     pub message: Option<String>,
     pub redirect_url: Option<String>,
     pub language: Option<String>,
+    pub hold_ttl_secs: Option<u32>,
 }
 
 /// Languages the waiting-room page speaks.
@@ -357,6 +362,7 @@ impl EventConfig {
         next.max_active = u.max_active.unwrap_or(next.max_active);
         next.admission_ttl_secs = u.admission_ttl_secs.unwrap_or(next.admission_ttl_secs);
         next.enter_rate = u.enter_rate.unwrap_or(next.enter_rate);
+        next.hold_ttl_secs = u.hold_ttl_secs.unwrap_or(next.hold_ttl_secs);
         if let Some(at) = u.opens_at {
             next.opens_at = (at > 0).then_some(at);
         }
@@ -415,6 +421,12 @@ impl EventConfig {
             return invalid(
                 "enter_rate",
                 "must be between 0 (no limit) and 1000000 per second",
+            );
+        }
+        if self.hold_ttl_secs > 7 * 86_400 {
+            return invalid(
+                "hold_ttl_secs",
+                "must be between 0 (holds never expire) and 604800",
             );
         }
         // A person polling at the slow rate must stay well inside the heartbeat TTL.
@@ -518,6 +530,7 @@ impl EventConfig {
                 self.redirect_url.clone().unwrap_or_default(),
             ),
             ("language", self.language.clone().unwrap_or_default()),
+            ("hold_ttl_secs", self.hold_ttl_secs.to_string()),
         ]
     }
 
@@ -563,6 +576,7 @@ impl EventConfig {
             message: text(fields, "message"),
             redirect_url: text(fields, "redirect_url"),
             language: text(fields, "language"),
+            hold_ttl_secs: num(fields, "hold_ttl_secs", d.hold_ttl_secs),
             version: num(fields, "version", 0),
         }
     }

@@ -33,8 +33,12 @@ pub async fn build_state(config: &GatewayConfig) -> anyhow::Result<AppState> {
     if admin_token.is_none() {
         tracing::warn!("VESTIBULE_ADMIN_TOKEN unset: the admin API refuses every call");
     }
+    if config.backend_token.is_none() {
+        tracing::warn!("VESTIBULE_BACKEND_TOKEN unset: completing holds is refused");
+    }
     let options = Options {
         admin_token,
+        backend_token: config.backend_token.clone(),
         join_rate_per_client: config.join_rate_per_client,
         trusted_proxies: config.trusted_proxies.clone(),
         cors_origins: config.cors_origins.clone(),
@@ -154,7 +158,7 @@ pub async fn shutdown_signal() {
 pub async fn ensure_demo_inventory(state: &AppState, event: &EventId) -> anyhow::Result<()> {
     state
         .database
-        .set_inventory(event, &[("ticket".to_owned(), 100)])
+        .set_totals(event, &[("ticket".to_owned(), 100)], "vestibule run (demo)")
         .await?;
     Ok(())
 }

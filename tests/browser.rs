@@ -33,6 +33,7 @@ use vestibule::store::memory::MemoryStore;
 use vestibule::tickets::TicketKeys;
 
 const ADMIN_TOKEN: &str = "browser-test-admin";
+const BACKEND_TOKEN: &str = "browser-test-backend";
 
 /// One browser at a time: two Chromiums on a small machine make every timing flaky.
 static ONE_BROWSER: Mutex<()> = Mutex::new(());
@@ -110,6 +111,7 @@ impl Gateway {
                 .iter()
                 .map(|o| vestibule::http::cors::parse_origin(o).unwrap())
                 .collect(),
+            backend_token: Some(BACKEND_TOKEN.to_owned().into()),
             ..Options::default()
         };
         let state = AppState::new(parts, options);
@@ -282,6 +284,7 @@ impl Harness {
         self.rt.block_on(async {
             self.http
                 .post(url)
+                .bearer_auth(BACKEND_TOKEN)
                 .json(&json!({ "admission_token": token }))
                 .send()
                 .await

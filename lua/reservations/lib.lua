@@ -8,7 +8,8 @@
 --                              requests stay in order; a worker applies an entry only after every
 --                              older one of the same person). Created at their first order, not
 --                              at join: a stream costs ~4.7 KB.
---   vst:{ev:E}:rsv:r:<id>      hash: person, state (pending|confirmed|rejected), reason, items, at
+--   vst:{ev:E}:rsv:r:<id>      hash: person, state (pending|confirmed|rejected|completed|released|
+--                              expired), reason, items, at, hold_expires_at
 --   vst:{ev:E}:rsv:k:<n>:<person>:<key>  string "id|body hash": the idempotency key (n is the
 --                              person's length, so no two (person, key) pairs share a name)
 -- Every key expires a retention period after its last write (semantics 5).

@@ -216,22 +216,28 @@ pub struct RedeemResponse {
 }
 
 #[utoipa::path(post, path = "/v1/admissions/redeem", tag = "entry",
+    security(("backend_token" = [])),
     request_body = RedeemRequest,
     responses(
         (status = 200, description = "Redeemed now, the first time", body = RedeemResponse),
         (status = 400, description = "`invalid_request`", body = ErrorBody),
-        (status = 401, description = "`invalid_token`: forged, expired or signed by an unknown key", body = ErrorBody),
+        (status = 401, description = "`unauthorized` without the backend token; `invalid_token`: forged, expired or signed by an unknown key", body = ErrorBody),
         (status = 409, description = "`already_redeemed`", body = ErrorBody),
         (status = 422, description = "`invalid_field`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
     ))]
-/// `POST /v1/admissions/redeem`: 200 with the claims the first time, 409 `already_redeemed`
-/// after; 401 `invalid_token` when forged, expired or signed by an unknown key. Atomic: of any
-/// number of concurrent calls, exactly one wins.
+/// `POST /v1/admissions/redeem` (the sale backend's token, else 401 `unauthorized`): 200 with
+/// the claims the first time, 409 `already_redeemed` after; 401 `invalid_token` when forged,
+/// expired or signed by an unknown key. Atomic: of any number of concurrent calls, exactly
+/// one wins. A redeemed admission can no longer reserve.
 pub async fn redeem(
     State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiJson(request): ApiJson<RedeemRequest>,
 ) -> Result<Response, ApiError> {
+    if !super::reservations::is_backend(&headers, &app) {
+        return Err(ApiError::Unauthorized);
+    }
     let (event, claims) = app
         .admissions
         .verify(&request.admission_token)

@@ -107,6 +107,15 @@ pub enum ApiError {
     /// 429: the person has too many pending reservations.
     #[error("too many pending reservations; wait for one to complete")]
     TooManyReservations,
+    /// 409: an inventory change would set a SKU's total below its held and sold units.
+    #[error("{0}")]
+    InventoryConflict(String),
+    /// 403: the admission was redeemed; the sale backend has the person now.
+    #[error("this admission was redeemed and can no longer reserve")]
+    AdmissionRedeemed,
+    /// 409: the hold already ended another way (completed, released, expired) or never was one.
+    #[error("{0}")]
+    HoldEnded(String),
     /// 404: no such reservation (for this person).
     #[error("no reservation with this id")]
     ReservationNotFound,
@@ -141,6 +150,9 @@ impl ApiError {
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::TooManyReservations => "too_many_reservations",
             Self::ReservationNotFound => "reservation_not_found",
+            Self::InventoryConflict(_) => "inventory_conflict",
+            Self::HoldEnded(_) => "hold_ended",
+            Self::AdmissionRedeemed => "admission_redeemed",
         }
     }
 
@@ -155,7 +167,9 @@ impl ApiError {
             Self::NotReady { .. } => StatusCode::TOO_EARLY,
             Self::AlreadyRedeemed => StatusCode::CONFLICT,
             Self::EventNotFound | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::EventClosed | Self::EventNotOpen(_) => StatusCode::FORBIDDEN,
+            Self::EventClosed | Self::EventNotOpen(_) | Self::AdmissionRedeemed => {
+                StatusCode::FORBIDDEN
+            }
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::QueueFull | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -164,7 +178,9 @@ impl ApiError {
             Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::IdempotencyConflict => StatusCode::CONFLICT,
+            Self::IdempotencyConflict | Self::InventoryConflict(_) | Self::HoldEnded(_) => {
+                StatusCode::CONFLICT
+            }
             Self::TooManyReservations => StatusCode::TOO_MANY_REQUESTS,
             Self::ReservationNotFound => StatusCode::NOT_FOUND,
         }

@@ -68,8 +68,20 @@ pub fn app(state: AppState) -> Router {
             get(draw::entries),
         )
         .route(
+            "/v1/reservations/{reservation_id}/complete",
+            post(reservations::complete),
+        )
+        .route(
+            "/v1/reservations/{reservation_id}/cancel",
+            post(reservations::cancel),
+        )
+        .route(
             "/admin/v1/events/{event_id}/inventory",
             get(inventory::get_inventory).put(inventory::put_inventory),
+        )
+        .route(
+            "/admin/v1/events/{event_id}/inventory/audit",
+            get(inventory::inventory_audit),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

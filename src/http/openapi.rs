@@ -33,8 +33,11 @@ use super::{admin, draw, entry, error, inventory, ops, page, queue, reservations
         page::admin_page,
         reservations::reserve,
         reservations::get,
+        reservations::complete,
+        reservations::cancel,
         inventory::put_inventory,
         inventory::get_inventory,
+        inventory::inventory_audit,
     ),
     components(schemas(
         error::ErrorBody,
@@ -46,7 +49,7 @@ use super::{admin, draw, entry, error, inventory, ops, page, queue, reservations
 )]
 struct ApiDoc;
 
-/// Declares the admin API's bearer token.
+/// Declares the bearer tokens of the admin API and of the sale backend.
 struct AdminToken;
 
 impl Modify for AdminToken {
@@ -54,6 +57,10 @@ impl Modify for AdminToken {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "backend_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }

@@ -1,5 +1,9 @@
-//! Reservations (DESIGN semantics 9): an admitted person orders with `POST /v1/reservations`
-//! and reads the result with `GET /v1/reservations/{id}`; a worker applies it meanwhile.
+//! Reservations (DESIGN semantics 9, §19): an admitted person orders with `POST
+//! /v1/reservations` and reads the result with `GET /v1/reservations/{id}`; a worker applies
+//! it meanwhile. A confirmed reservation is a hold: the sale backend completes it (`POST
+//! …/complete`, backend token), the person or the backend cancels it (`POST …/cancel`), or it
+//! expires (the worker). The database decides each end with one conditional row update, so
+//! of any racing ends exactly one wins; the store shows the winner.
 
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -15,9 +19,10 @@ use super::extract::{bearer, ApiJson};
 use crate::admission::AdmissionClaims;
 use crate::app::AppState;
 use crate::event::EventId;
+use crate::inventory::{DbError, HoldEnd};
 use crate::store::reservations::{
-    encode_items, valid_sku, Item, NewReservation, Reservation, ReserveOutcome, MAX_ITEMS,
-    MAX_QUANTITY,
+    encode_items, valid_sku, Item, NewReservation, Reservation, ReservationState, ReserveOutcome,
+    MAX_ITEMS, MAX_QUANTITY,
 };
 
 /// Longest `Idempotency-Key` accepted.
@@ -152,7 +157,70 @@ fn view(event: &EventId, reservation: &Reservation) -> Value {
     if let Some(reason) = &reservation.reason {
         body["reason"] = json!(reason);
     }
+    if reservation.state == ReservationState::Confirmed {
+        // Unix seconds, like an admission's `expires_at`; null: the hold never expires.
+        body["hold_expires_at"] = json!(reservation.hold_expires_at_ms.map(|ms| ms / 1000));
+    }
     body
+}
+
+/// Whether the request carries the sale backend's token (compared in constant time).
+pub(super) fn is_backend(headers: &axum::http::HeaderMap, app: &AppState) -> bool {
+    use secrecy::ExposeSecret;
+    use subtle::ConstantTimeEq;
+    match (app.backend_token.as_ref(), bearer(headers)) {
+        (Some(expected), Some(given)) => given
+            .as_bytes()
+            .ct_eq(expected.expose_secret().as_bytes())
+            .into(),
+        _ => false,
+    }
+}
+
+fn well_formed(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Ends a hold in the database (which decides), then shows it in the store. If showing it
+/// fails, the worker does it later (the row stays unsynced): the answer is already decided.
+async fn end_hold(
+    app: &AppState,
+    id: &str,
+    how: ReservationState,
+    owner: Option<(&EventId, &str)>,
+) -> Result<Response, ApiError> {
+    let ended = app.database.end_hold(id, how, owner).await.map_err(|err| {
+        tracing::warn!(error = %err, "ending a hold failed");
+        match err {
+            DbError::Unavailable(_) => ApiError::Unavailable,
+            DbError::Statement(_) => ApiError::Internal,
+        }
+    })?;
+    let event = match ended {
+        HoldEnd::Ended { event } => {
+            if let Ok(event) = EventId::parse(&event) {
+                let shown = app.reservations.end_hold(&event, id, how).await;
+                if shown.is_ok() {
+                    let _ = app.database.mark_synced(&[id.to_owned()]).await;
+                }
+                tracing::info!(%event, reservation = %id, state = how.as_str(), "hold ended");
+            }
+            event
+        }
+        HoldEnd::Already { event } => event,
+        HoldEnd::Over { state, .. } => {
+            return Err(ApiError::HoldEnded(format!(
+                "this reservation's hold is over: {}",
+                state.as_str()
+            )))
+        }
+        HoldEnd::NotFound => return Err(ApiError::ReservationNotFound),
+    };
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({ "reservation_id": id, "event_id": event, "state": how })),
+    )
+        .into_response())
 }
 
 // === handlers ===
@@ -165,6 +233,7 @@ fn view(event: &EventId, reservation: &Reservation) -> Value {
         (status = 400, description = "`invalid_request`: malformed body or missing Idempotency-Key", body = crate::http::error::ErrorBody),
         (status = 401, description = "`invalid_token`: no valid admission token", body = crate::http::error::ErrorBody),
         (status = 404, description = "`event_not_found`", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`admission_redeemed`: the sale backend redeemed this admission", body = crate::http::error::ErrorBody),
         (status = 409, description = "`idempotency_conflict`: the key was used with another body", body = crate::http::error::ErrorBody),
         (status = 413, description = "`payload_too_large`", body = crate::http::error::ErrorBody),
         (status = 422, description = "`invalid_field`, naming the field (quantities, limits)", body = crate::http::error::ErrorBody),
@@ -186,6 +255,7 @@ pub async fn reserve(
         id: uuid::Uuid::new_v4().simple().to_string(),
         person: claims.sub.clone(),
         idempotency_key,
+        admission: claims.jti.clone(),
         body_hash: body_hash(&items),
         items,
     };
@@ -194,6 +264,7 @@ pub async fn reserve(
         ReserveOutcome::Conflict => return Err(ApiError::IdempotencyConflict),
         ReserveOutcome::TooManyOpen => return Err(ApiError::TooManyReservations),
         ReserveOutcome::NoEvent => return Err(ApiError::EventNotFound),
+        ReserveOutcome::Redeemed => return Err(ApiError::AdmissionRedeemed),
     };
     let body = if fresh {
         tracing::info!(%event, reservation = %id, "reservation recorded");
@@ -228,8 +299,7 @@ pub async fn get(
     Admitted { event, claims }: Admitted,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let well_formed = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
-    if !well_formed {
+    if !well_formed(&id) {
         return Err(ApiError::ReservationNotFound);
     }
     let reservation = app
@@ -243,4 +313,66 @@ pub async fn get(
         Json(view(&event, &reservation)),
     )
         .into_response())
+}
+
+#[utoipa::path(post, path = "/v1/reservations/{reservation_id}/complete", tag = "reservations",
+    security(("backend_token" = [])),
+    params(("reservation_id" = String, Path, description = "The reservation")),
+    responses(
+        (status = 200, description = "`{reservation_id, event_id, state: \"completed\"}` (also when repeated)", body = Object),
+        (status = 401, description = "`unauthorized`: no backend token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`reservation_not_found` (unknown, or not applied yet)", body = crate::http::error::ErrorBody),
+        (status = 409, description = "`hold_ended`: released, expired or rejected", body = crate::http::error::ErrorBody),
+        (status = 503, description = "`unavailable`", body = crate::http::error::ErrorBody),
+    ))]
+/// `POST /v1/reservations/{id}/complete` (backend token): the hold's units are sold. Racing
+/// expiry or a cancel, exactly one wins; the loser gets 409 `hold_ended`.
+pub async fn complete(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !is_backend(&headers, &app) {
+        return Err(ApiError::Unauthorized);
+    }
+    if !well_formed(&id) {
+        return Err(ApiError::ReservationNotFound);
+    }
+    end_hold(&app, &id, ReservationState::Completed, None).await
+}
+
+#[utoipa::path(post, path = "/v1/reservations/{reservation_id}/cancel", tag = "reservations",
+    params(("reservation_id" = String, Path, description = "The reservation")),
+    responses(
+        (status = 200, description = "`{reservation_id, event_id, state: \"released\"}` (also when repeated)", body = Object),
+        (status = 401, description = "`invalid_token`: neither the maker's admission token nor the backend token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`reservation_not_found` (unknown, someone else's, or not applied yet)", body = crate::http::error::ErrorBody),
+        (status = 409, description = "`hold_ended`: completed, expired or rejected", body = crate::http::error::ErrorBody),
+        (status = 503, description = "`unavailable`", body = crate::http::error::ErrorBody),
+    ))]
+/// `POST /v1/reservations/{id}/cancel` (the maker's admission token, or the backend token):
+/// the hold's units return to `remaining`, once.
+pub async fn cancel(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let maker = if is_backend(&headers, &app) {
+        None
+    } else {
+        let token = bearer(&headers)
+            .ok_or_else(|| ApiError::InvalidToken("an admission token is required".into()))?;
+        let (event, claims) = app
+            .admissions
+            .verify(&token)
+            .map_err(|e| ApiError::InvalidToken(e.to_string()))?;
+        Some((event, claims.sub))
+    };
+    if !well_formed(&id) {
+        return Err(ApiError::ReservationNotFound);
+    }
+    let owner = maker
+        .as_ref()
+        .map(|(event, person)| (event, person.as_str()));
+    end_hold(&app, &id, ReservationState::Released, owner).await
 }

@@ -29,6 +29,11 @@ pub fn meta(event: &EventId) -> String {
     key(event, "meta")
 }
 
+/// The event's redeemed admissions (a hash: admission id → when).
+pub fn redeemed(event: &EventId) -> String {
+    key(event, "redeemed")
+}
+
 /// The event's audit trail (the queue's last key).
 pub fn audit(event: &EventId) -> String {
     key(event, "audit")

@@ -12,6 +12,8 @@
 //! 3. `settle` writes the result and removes the reservation from the person's stream and from
 //!    the work stream (acknowledged); `dead_letter` does the same for an entry that kept failing,
 //!    recording it in the dead-letter stream.
+//! 4. A confirmed reservation is a hold; the database decides how it ends (completed, released,
+//!    expired) and `end_hold` shows that here.
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -88,6 +90,8 @@ pub struct NewReservation {
     pub person: String,
     /// The caller's `Idempotency-Key`.
     pub idempotency_key: String,
+    /// The admission token's id (`jti`): a redeemed admission may no longer reserve.
+    pub admission: String,
     /// A hash of the normalised body: the same key with another body is a conflict.
     pub body_hash: String,
     /// What is ordered.
@@ -110,6 +114,8 @@ pub enum ReserveOutcome {
     TooManyOpen,
     /// No such event.
     NoEvent,
+    /// The admission was redeemed: the sale backend took the person over.
+    Redeemed,
 }
 
 /// Where a reservation is.
@@ -118,10 +124,16 @@ pub enum ReserveOutcome {
 pub enum ReservationState {
     /// Waiting for a worker.
     Pending,
-    /// Applied: the stock is held for the person.
+    /// Applied: the stock is held for the person (a hold, until `hold_expires_at`).
     Confirmed,
     /// Not applied; see the reason.
     Rejected,
+    /// The hold was completed by the sale backend: the units are sold.
+    Completed,
+    /// The hold was cancelled: its units went back to `remaining`.
+    Released,
+    /// The hold ran out of time: its units went back to `remaining`.
+    Expired,
 }
 
 impl ReservationState {
@@ -131,7 +143,15 @@ impl ReservationState {
             Self::Pending => "pending",
             Self::Confirmed => "confirmed",
             Self::Rejected => "rejected",
+            Self::Completed => "completed",
+            Self::Released => "released",
+            Self::Expired => "expired",
         }
+    }
+
+    /// Whether this is the end of a hold (completed, released or expired).
+    pub fn ends_hold(self) -> bool {
+        matches!(self, Self::Completed | Self::Released | Self::Expired)
     }
 
     /// Parses the stored spelling.
@@ -140,6 +160,9 @@ impl ReservationState {
             "pending" => Some(Self::Pending),
             "confirmed" => Some(Self::Confirmed),
             "rejected" => Some(Self::Rejected),
+            "completed" => Some(Self::Completed),
+            "released" => Some(Self::Released),
+            "expired" => Some(Self::Expired),
             _ => None,
         }
     }
@@ -158,6 +181,8 @@ pub struct Reservation {
     pub reason: Option<String>,
     /// What was ordered.
     pub items: Vec<Item>,
+    /// When a confirmed reservation's hold ends by itself (unix ms); `None`: never.
+    pub hold_expires_at_ms: Option<u64>,
 }
 
 /// A pending reservation, as queued in its person's stream.
@@ -212,6 +237,8 @@ pub struct Settlement {
     pub state: ReservationState,
     /// Why it was rejected.
     pub reason: Option<String>,
+    /// When a confirmed hold ends by itself (unix ms); `None`: never (or rejected).
+    pub hold_expires_at_ms: Option<u64>,
 }
 
 /// An entry moved to the dead-letter stream.
@@ -281,6 +308,17 @@ pub trait Reservations: Send + Sync + 'static {
         event: &EventId,
         results: &[Settlement],
     ) -> Result<Vec<String>, StoreError>;
+
+    /// Writes the end of a hold the database decided (`Completed`, `Released` or `Expired`):
+    /// only a `confirmed` reservation changes; answers whether this call changed it. The
+    /// database is where complete and expiry race (one conditional row update each); this
+    /// only shows the winner, so writing it twice is harmless.
+    async fn end_hold(
+        &self,
+        event: &EventId,
+        id: &str,
+        state: ReservationState,
+    ) -> Result<bool, StoreError>;
 
     /// Acknowledges and removes work entries with nothing left to do.
     async fn ack(&self, event: &EventId, work_ids: &[String]) -> Result<(), StoreError>;

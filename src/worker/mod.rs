@@ -48,6 +48,11 @@ const IDLE_POLL: Duration = Duration::from_millis(20);
 /// How often the list of events and the backlog gauges are refreshed.
 const REFRESH: Duration = Duration::from_secs(1);
 
+/// How often an idle worker looks for holds to expire or show (two database queries per
+/// event): often enough for a one-second hold, rare enough that idle workers leave the
+/// database alone. While there is such work it is done without waiting.
+const HOLDS_EVERY: Duration = Duration::from_millis(200);
+
 /// Longest pause after the store or the database failed as a whole.
 const MAX_OUTAGE_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -101,6 +106,7 @@ impl Worker {
         tracing::info!(consumer = %self.consumer, "worker started");
         let mut events: Vec<EventId> = Vec::new();
         let mut refreshed: Option<Instant> = None;
+        let mut holds_checked: Option<Instant> = None;
         let mut outage = Duration::ZERO;
         while !stop.is_cancelled() {
             if refreshed.is_none_or(|at| at.elapsed() >= REFRESH) {
@@ -115,14 +121,26 @@ impl Worker {
             }
             let mut busy = false;
             let mut failed = false;
+            let holds_due = holds_checked.is_none_or(|at| at.elapsed() >= HOLDS_EVERY);
+            let mut holds_left = false;
             for event in &events {
-                match self.step(event).await {
+                let done = match self.step(event).await {
+                    Ok(n) if holds_due => self.end_holds(event).await.map(|m| {
+                        holds_left |= m > 0;
+                        n + m
+                    }),
+                    other => other,
+                };
+                match done {
                     Ok(n) => busy |= n > 0,
                     Err(err) => {
                         tracing::warn!(%event, error = %err, "batch failed; entries stay pending");
                         failed = true;
                     }
                 }
+            }
+            if holds_due && !holds_left {
+                holds_checked = Some(Instant::now());
             }
             let pause = if failed {
                 outage = (outage * 2).clamp(Duration::from_millis(50), MAX_OUTAGE_BACKOFF);
@@ -178,7 +196,14 @@ impl Worker {
         }
         let mine = self.dead_letter_malformed(event, &deliveries).await?;
         let lanes = self.lanes(event, &mine).await?;
-        let results = self.database.apply_batch(event, &lanes).await?;
+        let hold_ttl_secs = self
+            .store
+            .get_event(event)
+            .await?
+            .map_or(0, |config| config.hold_ttl_secs);
+        let hold_until =
+            (hold_ttl_secs > 0).then(|| now_ms() as i64 + i64::from(hold_ttl_secs) * 1000);
+        let results = self.database.apply_batch(event, &lanes, hold_until).await?;
         let settlements = self.settlements(event, &mine, &lanes, results).await?;
         let written: HashSet<String> = self
             .reservations
@@ -192,6 +217,26 @@ impl Worker {
             .with_label_values(&[event.as_str()])
             .observe(started.elapsed().as_secs_f64());
         Ok(deliveries.len())
+    }
+
+    /// Expires the event's holds past their time (one database transaction returns their
+    /// units), then shows every hold that ended in the database (expired here, completed or
+    /// cancelled through the API) in the store, and only then marks it shown: a crash anywhere
+    /// leaves either nothing done or a hold ended and not yet shown, which the next call (on
+    /// any worker) finishes. Answers how many holds it touched.
+    pub async fn end_holds(&self, event: &EventId) -> Result<usize, StepError> {
+        let limit = i64::from(self.settings.batch);
+        let expired = self
+            .database
+            .expire_holds(event, now_ms() as i64, limit)
+            .await?;
+        let ended = self.database.unsynced(event, limit).await?;
+        for (id, state) in &ended {
+            self.reservations.end_hold(event, id, *state).await?;
+        }
+        let ids: Vec<String> = ended.into_iter().map(|(id, _)| id).collect();
+        self.database.mark_synced(&ids).await?;
+        Ok(expired + ids.len())
     }
 
     /// Entries that cannot be decoded will never succeed: gives them up at once (dead-letter
@@ -396,6 +441,7 @@ fn settlement(q: &Queued, outcome: Outcome) -> Settlement {
         work_id: q.work_id.clone(),
         state: outcome.state,
         reason: outcome.reason,
+        hold_expires_at_ms: outcome.hold_expires_at_ms.map(|ms| ms.max(0) as u64),
     }
 }
 

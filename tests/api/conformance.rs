@@ -88,6 +88,12 @@ enum Op {
     DeadLetter {
         nth: u8,
     },
+    /// Ends the n-th reservation's hold (modulo) the n-th way (completed, released, expired,
+    /// or an end that is not one: confirmed).
+    EndHold {
+        nth: u8,
+        how: u8,
+    },
     Backlog,
 }
 
@@ -201,6 +207,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..2, 1usize..3).prop_map(|(consumer, count)| Op::NextBatch { consumer, count }),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(nth, confirm)| Op::Settle { nth, confirm }),
         1 => any::<u8>().prop_map(|nth| Op::DeadLetter { nth }),
+        1 => (any::<u8>(), 0u8..4).prop_map(|(nth, how)| Op::EndHold { nth, how }),
         1 => Just(Op::Backlog),
     ]
 }
@@ -416,10 +423,16 @@ impl<'a> Pair<'a> {
                 quantity,
             } => {
                 self.made += 1;
+                // An admission given so far (some of them redeemed), or one never given.
+                let admission = match self.admissions.len() {
+                    0 => "a-none".to_owned(),
+                    n => self.admissions[usize::from(*person) % n].0.clone(),
+                };
                 let new = NewReservation {
                     id: format!("r{}", self.made),
                     person: self.person(*person),
                     idempotency_key: format!("k{key}"),
+                    admission,
                     body_hash: format!("q{quantity}"),
                     items: vec![Item {
                         sku: "seat".into(),
@@ -500,6 +513,7 @@ impl<'a> Pair<'a> {
                             ReservationState::Rejected
                         },
                         reason: (!confirm).then(|| "sold_out".to_owned()),
+                        hold_expires_at_ms: confirm.then_some(1_800_000_000_000),
                     }]
                 };
                 let ms = settle(&self.memory.deliveries[i]);
@@ -508,6 +522,20 @@ impl<'a> Pair<'a> {
                     &what,
                     mr.settle(&event, &ms).await.ok(),
                     rr.settle(&event, &rs).await.ok(),
+                )?;
+            }
+            Op::EndHold { nth, how } => {
+                let id = pick(&self.reservations, *nth).unwrap_or_else(|| "r-none".into());
+                let state = [
+                    ReservationState::Completed,
+                    ReservationState::Released,
+                    ReservationState::Expired,
+                    ReservationState::Confirmed,
+                ][usize::from(*how)];
+                self.same(
+                    &what,
+                    mr.end_hold(&event, &id, state).await.ok(),
+                    rr.end_hold(&event, &id, state).await.ok(),
                 )?;
             }
             Op::DeadLetter { nth } => {

@@ -20,6 +20,9 @@ use vestibule::tickets::TicketKeys;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// The sale backend's token in these tests.
+pub const BACKEND_TOKEN: &str = "test-backend-token";
+
 /// How often test gateways sweep.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -311,6 +314,7 @@ impl TestApp {
         };
         let options = Options {
             admin_token: Some(ADMIN_TOKEN.to_owned().into()),
+            backend_token: Some(BACKEND_TOKEN.to_owned().into()),
             ..options
         };
         Self::spawn_state(AppState::new(parts, options), keys_dir, redis).await
@@ -453,6 +457,7 @@ impl TestApp {
         let response = self
             .http
             .post(self.url("/v1/admissions/redeem"))
+            .bearer_auth(BACKEND_TOKEN)
             .json(&json!({ "admission_token": admission_token }))
             .send()
             .await

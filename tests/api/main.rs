@@ -18,6 +18,8 @@ mod draw;
 mod errors;
 mod eviction;
 mod faults;
+mod holds;
+mod inventory;
 mod join;
 mod leaks;
 mod openapi;

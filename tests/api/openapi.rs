@@ -32,6 +32,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/reservations/{reservation_id}"),
     ("put", "/admin/v1/events/{event_id}/inventory"),
     ("get", "/admin/v1/events/{event_id}/inventory"),
+    ("get", "/admin/v1/events/{event_id}/inventory/audit"),
+    ("post", "/v1/reservations/{reservation_id}/complete"),
+    ("post", "/v1/reservations/{reservation_id}/cancel"),
 ];
 
 /// Routes that cannot fail on bad input (nothing to document but success).

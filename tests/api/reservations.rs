@@ -347,10 +347,13 @@ async fn inventory_is_set_by_operators_only_and_validated(backend: Backend, db: 
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body["items"],
-        json!([{"sku": "seat", "remaining": 100}, {"sku": "vip.pass", "remaining": 0}])
+        json!([
+            {"sku": "seat", "total": 100, "held": 0, "sold": 0, "remaining": 100},
+            {"sku": "vip.pass", "total": 0, "held": 0, "sold": 0, "remaining": 0}
+        ])
     );
-    // A second PUT sets the SKUs it lists and leaves the others.
-    sale.put_inventory(json!([{"sku": "seat", "quantity": 40}]))
+    // A second PUT sets the SKUs it lists and leaves the others (`total`, the new name).
+    sale.put_inventory(json!([{"sku": "seat", "total": 40}]))
         .await;
     assert_eq!(sale.remaining("seat").await, Some(40));
     assert_eq!(sale.remaining("vip.pass").await, Some(0));
@@ -375,10 +378,7 @@ async fn inventory_is_set_by_operators_only_and_validated(backend: Backend, db: 
     assert_eq!(unknown_event.status(), StatusCode::NOT_FOUND);
 
     for (items, field) in [
-        (
-            json!([{"sku": "seat", "quantity": -1}]),
-            "items[0].quantity",
-        ),
+        (json!([{"sku": "seat", "total": -1}]), "items[0].total"),
         (json!([{"sku": "", "quantity": 1}]), "items[0].sku"),
         (json!([{"sku": "seat", "quantity": 1, "price": 5}]), "price"),
         (
@@ -386,10 +386,7 @@ async fn inventory_is_set_by_operators_only_and_validated(backend: Backend, db: 
             "items[1].sku",
         ),
         (json!([]), "items"),
-        (
-            json!([{"sku": "seat", "quantity": "many"}]),
-            "items[0].quantity",
-        ),
+        (json!([{"sku": "seat", "total": "many"}]), "items[0].total"),
     ] {
         let (status, body) = sale.put_inventory(items.clone()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{items}: {body}");

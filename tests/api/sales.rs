@@ -22,7 +22,9 @@ use vestibule::store::Store;
 use vestibule::tickets::TicketKeys;
 use vestibule::worker::metrics::WorkerMetrics;
 
-use crate::helpers::{eventually, temp_dir, Backend, RedisServer, TestApp, ADMIN_TOKEN};
+use crate::helpers::{
+    eventually, temp_dir, Backend, RedisServer, TestApp, ADMIN_TOKEN, BACKEND_TOKEN,
+};
 
 /// The server every test database is made on (trust auth; see `.ci/run`).
 pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -231,6 +233,7 @@ impl SaleApp {
         };
         let options = Options {
             admin_token: Some(ADMIN_TOKEN.to_owned().into()),
+            backend_token: Some(BACKEND_TOKEN.to_owned().into()),
             ..Options::default()
         };
         let state = AppState::new(parts, options);
@@ -393,6 +396,43 @@ impl SaleApp {
             response.status(),
             response.json().await.unwrap_or(Value::Null),
         )
+    }
+
+    /// Ends a hold: `POST /v1/reservations/{id}/{what}` (`complete` or `cancel`) with `token`.
+    pub async fn end_hold(&self, what: &str, id: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self
+            .app
+            .http
+            .post(self.app.url(&format!("/v1/reservations/{id}/{what}")));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// One SKU's stock as the admin API shows it: `{sku, total, held, sold, remaining}`.
+    pub async fn stock(&self, sku: &str) -> Value {
+        let response = self
+            .app
+            .http
+            .get(self.app.url("/admin/v1/events/sale/inventory"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("json");
+        body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|i| i["sku"] == sku)
+            .cloned()
+            .unwrap_or(Value::Null)
     }
 
     pub async fn backlog(&self) -> Backlog {

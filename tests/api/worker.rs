@@ -94,7 +94,7 @@ async fn a_thousand_concurrent_reservations_for_100_seats_confirm_exactly_100(
         tokio::spawn(async move {
             while !done.load(Ordering::Relaxed) {
                 let stock = database.inventory(&SaleApp::event()).await.unwrap();
-                lowest.fetch_min(stock[0].1, Ordering::Relaxed);
+                lowest.fetch_min(stock[0].remaining, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
@@ -465,7 +465,7 @@ async fn applying_the_same_batch_twice_changes_nothing(db: Db) {
     let database = Database::connect(&test_db.url).await.unwrap();
     let event = SaleApp::event();
     database
-        .set_inventory(&event, &[("seat".into(), 3), ("scarf".into(), 1)])
+        .set_totals(&event, &[("seat".into(), 3), ("scarf".into(), 1)], "test")
         .await
         .unwrap();
     let order = |id: &str, person: &str, items: &[(&str, u32)]| Queued {
@@ -490,7 +490,7 @@ async fn applying_the_same_batch_twice_changes_nothing(db: Db) {
         vec![order("r4", "c", &[("scarf", 1)])],
         vec![order("r5", "d", &[("nope", 1)])],
     ];
-    let first = database.apply_batch(&event, &lanes).await.unwrap();
+    let first = database.apply_batch(&event, &lanes, None).await.unwrap();
     let outcome = |a: &Applied| match a {
         Applied::Done(o) => (o.state.as_str().to_owned(), o.reason.clone()),
         other => panic!("not applied: {other:?}"),
@@ -510,18 +510,24 @@ async fn applying_the_same_batch_twice_changes_nothing(db: Db) {
             vec![rejected("invalid_sku")],
         ]
     );
-    let stock = database.inventory(&event).await.unwrap();
-    assert_eq!(stock, vec![("scarf".into(), 0), ("seat".into(), 0)]);
+    let remaining = |stock: Vec<vestibule::inventory::Stock>| -> Vec<(String, i64, i64)> {
+        stock
+            .into_iter()
+            .map(|s| (s.sku, s.held, s.remaining))
+            .collect()
+    };
+    let stock = remaining(database.inventory(&event).await.unwrap());
+    assert_eq!(stock, vec![("scarf".into(), 1, 0), ("seat".into(), 3, 0)]);
 
     // Redelivered (with stock added meanwhile): the same answers, no change.
     database
-        .set_inventory(&event, &[("scarf".into(), 5)])
+        .set_totals(&event, &[("scarf".into(), 6)], "test")
         .await
         .unwrap();
-    let again = database.apply_batch(&event, &lanes).await.unwrap();
+    let again = database.apply_batch(&event, &lanes, None).await.unwrap();
     assert_eq!(again, first);
-    let stock = database.inventory(&event).await.unwrap();
-    assert_eq!(stock, vec![("scarf".into(), 5), ("seat".into(), 0)]);
+    let stock = remaining(database.inventory(&event).await.unwrap());
+    assert_eq!(stock, vec![("scarf".into(), 1, 5), ("seat".into(), 3, 0)]);
     assert_eq!(test_db.rows().await.len(), 5);
 }
 

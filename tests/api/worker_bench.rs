@@ -98,7 +98,7 @@ impl Bench {
         };
         store.put_event(&event, &config, "bench").await.unwrap();
         database
-            .set_inventory(&event, &[("seat".to_owned(), stock)])
+            .set_totals(&event, &[("seat".to_owned(), stock)], "bench")
             .await
             .unwrap();
         Self {
@@ -117,6 +117,7 @@ impl Bench {
             id: id.clone(),
             person: format!("p{i}"),
             idempotency_key: "k".into(),
+            admission: format!("a{i}"),
             body_hash: "h".into(),
             items: vec![Item {
                 sku: "seat".into(),
@@ -253,7 +254,7 @@ async fn database_only(n: usize, batch: usize) -> f64 {
     for chunk in lanes.chunks(batch) {
         bench
             .database
-            .apply_batch(&bench.event, chunk)
+            .apply_batch(&bench.event, chunk, None)
             .await
             .unwrap();
     }

@@ -120,6 +120,7 @@ impl EventBook {
             state: ReservationState::Pending,
             reason: None,
             items: new.items.clone(),
+            hold_expires_at_ms: None,
         };
         self.reservations
             .insert(new.id.clone(), (reservation, now + retention_ms));
@@ -187,6 +188,15 @@ impl Reservations for MemoryStore {
         // the same lock.
         if state.event(event, now).is_none() {
             return Ok(ReserveOutcome::NoEvent);
+        }
+        // Twin: reserve.lua's check of the redeemed admissions.
+        let redeemed = state
+            .redeemed
+            .get(event)
+            .and_then(|r| r.get(&new.admission))
+            .is_some_and(|keep_until| *keep_until > now);
+        if redeemed {
+            return Ok(ReserveOutcome::Redeemed);
         }
         let book = state.books.entry(event.clone()).or_default();
         book.purge(now);
@@ -304,6 +314,7 @@ impl Reservations for MemoryStore {
                     if reservation.state == ReservationState::Pending {
                         reservation.state = r.state;
                         reservation.reason = r.reason.clone();
+                        reservation.hold_expires_at_ms = r.hold_expires_at_ms;
                         *exp = now + RETENTION_SECS * 1000;
                         changed.push(r.id.clone());
                     }
@@ -313,6 +324,29 @@ impl Reservations for MemoryStore {
             }
             changed
         }))
+    }
+
+    async fn end_hold(
+        &self,
+        event: &EventId,
+        id: &str,
+        state: ReservationState,
+    ) -> Result<bool, StoreError> {
+        // Twin: lua/reservations/end_hold.lua.
+        Ok(
+            self.with_book(event, |book, now| match book.reservations.get_mut(id) {
+                Some((reservation, exp))
+                    if *exp > now
+                        && reservation.state == ReservationState::Confirmed
+                        && state.ends_hold() =>
+                {
+                    reservation.state = state;
+                    *exp = now + RETENTION_SECS * 1000;
+                    true
+                }
+                _ => false,
+            }),
+        )
     }
 
     async fn ack(&self, event: &EventId, work_ids: &[String]) -> Result<(), StoreError> {

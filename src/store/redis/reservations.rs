@@ -82,6 +82,7 @@ impl Reservations for RedisStore {
             keys::person(event, &new.person),
             keys::reservation(event, &new.id),
             keys::idempotency(event, &new.person, &new.idempotency_key),
+            keys::redeemed(event),
         ];
         let args: Vec<Value> = vec![
             new.id.as_str().into(),
@@ -91,6 +92,7 @@ impl Reservations for RedisStore {
             i64::from(MAX_OPEN).into(),
             (RETENTION_SECS as i64).into(),
             GROUP.into(),
+            new.admission.as_str().into(),
         ];
         let value = self.run(&self.scripts.reserve, keys, args).await?;
         let mut reply = Reply::new("reserve", value)?;
@@ -106,6 +108,7 @@ impl Reservations for RedisStore {
             "conflict" => ReserveOutcome::Conflict,
             "too_many" => ReserveOutcome::TooManyOpen,
             "no_event" => ReserveOutcome::NoEvent,
+            "redeemed" => ReserveOutcome::Redeemed,
             _ => return Err(reply.error("tag")),
         })
     }
@@ -134,6 +137,7 @@ impl Reservations for RedisStore {
             state,
             reason: get("reason").filter(|r| !r.is_empty()).map(str::to_owned),
             items: get("items").and_then(decode_items).unwrap_or_default(),
+            hold_expires_at_ms: get("hold_expires_at").and_then(|v| v.parse().ok()),
         }))
     }
 
@@ -222,9 +226,34 @@ impl Reservations for RedisStore {
             args.push(r.work_id.as_str().into());
             args.push(r.state.as_str().into());
             args.push(r.reason.clone().unwrap_or_default().into());
+            args.push(
+                r.hold_expires_at_ms
+                    .map(|ms| ms.to_string())
+                    .unwrap_or_default()
+                    .into(),
+            );
         }
         let value = self.run(&self.scripts.settle, keys, args).await?;
         Ok(array(value).iter().filter_map(Value::as_string).collect())
+    }
+
+    async fn end_hold(
+        &self,
+        event: &EventId,
+        id: &str,
+        state: ReservationState,
+    ) -> Result<bool, StoreError> {
+        if !state.ends_hold() {
+            return Ok(false);
+        }
+        let value: Value = self
+            .run(
+                &self.scripts.end_hold,
+                vec![keys::reservation(event, id)],
+                vec![state.as_str().into(), (RETENTION_SECS as i64).into()],
+            )
+            .await?;
+        Ok(value.as_i64() == Some(1))
     }
 
     async fn ack(&self, event: &EventId, work_ids: &[String]) -> Result<(), StoreError> {

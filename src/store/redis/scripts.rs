@@ -106,6 +106,7 @@ pub(super) struct Scripts {
     pub(super) next_batch: Lua,
     pub(super) chains: Lua,
     pub(super) settle: Lua,
+    pub(super) end_hold: Lua,
     pub(super) ack: Lua,
     pub(super) dead_letter: Lua,
     pub(super) backlog: Lua,
@@ -150,6 +151,7 @@ impl Scripts {
             &self.ack,
             &self.dead_letter,
             &self.backlog,
+            &self.end_hold,
         ]
         .map(|lua| lua.name)
         .into_iter()
@@ -170,6 +172,7 @@ impl Scripts {
             next_batch: script!(RESERVATIONS, "reservations", next_batch),
             chains: script!(RESERVATIONS, "reservations", chains),
             settle: script!(RESERVATIONS, "reservations", settle),
+            end_hold: script!(RESERVATIONS, "reservations", end_hold),
             ack: script!(RESERVATIONS, "reservations", ack),
             dead_letter: script!(RESERVATIONS, "reservations", dead_letter),
             backlog: script!(RESERVATIONS, "reservations", backlog),
