@@ -503,6 +503,38 @@ fn the_page_follows_the_door_and_lands_on_the_sale_with_a_verifiable_token() {
 }
 
 #[test]
+fn the_page_counts_down_in_the_pre_queue_then_shows_the_drawn_place_then_lands() {
+    require_browser();
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Harness::new();
+    let now = vestibule::clock::now_ms() / 1000;
+    h.admin_put(
+        "prequeue",
+        quick(json!({"state": "scheduled", "prequeue_opens_at": now - 10,
+                     "opens_at": now + 3600, "admission_rate": 0,
+                     "redirect_url": h.shop_url()})),
+    );
+    // Two others in the draw beside the page.
+    let others = [h.join("prequeue"), h.join("prequeue")];
+    let result = h.run("pre_queue", |h, step| match step["step"].as_str() {
+        Some("open") => {
+            let now = vestibule::clock::now_ms() / 1000;
+            h.admin_put("prequeue", json!({"opens_at": now + 1}));
+        }
+        Some("open_door") => {
+            h.admin_put("prequeue", json!({"admission_rate": 50}));
+            for ticket in &others {
+                h.enter_when_ready(ticket);
+            }
+        }
+        other => panic!("unexpected step {other:?}"),
+    });
+    assert!(result["position"]
+        .as_u64()
+        .is_some_and(|p| (1..=3).contains(&p)));
+}
+
+#[test]
 fn two_people_see_their_own_positions_and_only_the_leave_link_gives_a_place_up() {
     require_browser();
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
@@ -549,8 +581,10 @@ fn the_page_speaks_the_events_language_or_the_browsers_and_names_every_state() {
         "fr-event",
         quick(json!({"admission_rate": 0, "language": "fr"})),
     );
-    // A door so slow that the wait is known but nobody gets in during the test.
+    // A door so slow that the wait is known but nobody gets in during the test; someone ahead,
+    // since a lone person below capacity is let in at once.
     h.admin_put("plain", quick(json!({"admission_rate": 0.001})));
+    h.join("plain");
     h.admin_put("paused", quick(json!({"state": "paused"})));
     h.admin_put("closed", quick(json!({"state": "closed"})));
 
@@ -592,6 +626,8 @@ fn the_page_speaks_each_of_its_languages_with_no_missing_text_and_passes_axe() {
         h.join(&event);
     }
     h.admin_put("lang-browser", quick(json!({"admission_rate": 0.001})));
+    // Someone ahead: a lone person below capacity is let in at once.
+    h.join("lang-browser");
     let result = h.run("languages", |_, _| {});
     assert_eq!(
         result["checked"],

@@ -119,12 +119,12 @@ impl StatusResponse {
 /// `POST /v1/events/{event_id}/join`: 201 with a new place, 200 with the one already held.
 #[utoipa::path(post, path = "/v1/events/{event_id}/join", tag = "queue",
     params(("event_id" = String, Path, description = "The event")),
-    request_body(content = JoinRequest, description = "Optional. `user_id` only where the event's identity is `user_id`. A valid ticket in `Authorization: Bearer` resumes its place."),
+    request_body(content = JoinRequest, description = "Optional. `user_id` only where the event's identity is `user_id`; `enqueue_token` where it is `signed`. A valid ticket in `Authorization: Bearer` resumes its place."),
     responses(
         (status = 201, description = "A new place", body = JoinResponse),
         (status = 200, description = "The place already held (same ticket)", body = JoinResponse),
         (status = 400, description = "Malformed JSON (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "A presented ticket is invalid or for another event", body = ErrorBody),
+        (status = 401, description = "A presented ticket is invalid or for another event (`invalid_ticket`), or the enqueue token of an `identity: signed` event is missing, forged, expired or another event's (`invalid_enqueue_token`)", body = ErrorBody),
         (status = 403, description = "`event_closed`, or `event_not_open` (scheduled/paused, Retry-After)", body = ErrorBody),
         (status = 404, description = "`event_not_found`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),

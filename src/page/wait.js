@@ -36,6 +36,7 @@
   var timer = null;
   var infoTimer = null;
   var enterTimer = null;
+  var countdown = null;
   var failures = 0;
   var refusals = 0;
   var lost = false;
@@ -176,10 +177,13 @@
     setText('state', heading);
     setText('explain', help || '');
     var waiting = state === 'waiting' || state === 'paused' || state === 'ready';
-    setHidden('figures', !waiting);
-    setHidden('progress', !waiting && state !== 'admitted');
-    if (!waiting) setHidden('confirm', true);
-    setHidden('leave', !waiting || !$('confirm').hidden);
+    // Positions are not shown in the pre-queue, nor in random order.
+    var positioned = waiting && status && status.position !== null && status.position !== undefined;
+    setHidden('figures', !positioned);
+    setHidden('progress', !positioned && state !== 'admitted');
+    if (!waiting && state !== 'pre_queue') setHidden('confirm', true);
+    setHidden('leave', !(waiting || state === 'pre_queue') || !$('confirm').hidden);
+    if (state !== 'pre_queue') clearInterval(countdown);
     setHidden('enter', !withEnterButton);
     setHidden('rejoin', !(state === 'evicted' || state === 'left' || state === 'expired'));
     if (state !== 'admitted') setHidden('admission', true);
@@ -189,7 +193,8 @@
   function updateTitle() {
     var base = (info && info.title) || t.title;
     var waiting = status && (status.state === 'waiting' || status.state === 'ready') && !finished;
-    document.title = waiting ? '(' + status.position + ') ' + base : base;
+    var shown = waiting && status.position !== null && status.position !== undefined;
+    document.title = shown ? '(' + number(status.position) + ') ' + base : base;
   }
 
   function render(s) {
@@ -198,6 +203,10 @@
     var etaKnown = function (x) { return x && x.eta_seconds !== null && x.eta_seconds !== undefined; };
     if (status && etaKnown(status) !== etaKnown(s)) refreshInfo(0);
     status = s;
+    if (s.state === 'pre_queue') {
+      showPreQueue(s.opens_at);
+      return;
+    }
     if (s.state === 'admitted') {
       show('admitted', t.admitted, '');
       setProgress(100);
@@ -211,9 +220,13 @@
       return finish('closed', t.closed, t.closedHelp);
     } else if (info && info.state === 'paused') {
       show('paused', t.paused, t.pausedHelp);
+    } else if (s.position === null || s.position === undefined) {
+      // Random order: no position to show, only that the turn comes by lot.
+      show('waiting', t.waiting, t.randomHelp);
     } else {
       show('waiting', t.waiting, t.waitingHelp);
     }
+    if (s.position === null || s.position === undefined) return;
     if (!place.first || s.position > place.first) {
       place.first = s.position;
       savePlace();
@@ -223,6 +236,21 @@
     setText('eta', s.ready_for_entry ? t.etaNow : etaText(s));
     setProgress(s.ready_for_entry ? 100 : ((place.first - s.position) / place.first) * 100);
     announcePosition(s);
+  }
+
+  // The pre-queue: a countdown to the opening, when everyone in it gets a random place.
+  function showPreQueue(opensAt) {
+    var tick = function () {
+      var left = Math.max(0, opensAt * 1000 - Date.now());
+      var secs = Math.floor(left / 1000);
+      var clock = Math.floor(secs / 3600) + ':' + ('0' + Math.floor(secs / 60) % 60).slice(-2) +
+        ':' + ('0' + secs % 60).slice(-2);
+      var at = new Date(opensAt * 1000).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
+      show('pre_queue', t.preQueue, t.preQueueHelp.replace('{countdown}', clock).replace('{time}', at));
+    };
+    clearInterval(countdown);
+    tick();
+    countdown = setInterval(tick, 1000);
   }
 
   function setProgress(percent) {

@@ -28,6 +28,7 @@ mod page;
 mod reservations;
 mod run_command;
 mod scale_out;
+mod signed;
 mod tickets;
 mod worker;
 mod worker_bench;

@@ -251,6 +251,30 @@ const scenarios = {
    * again, and the page enters by itself and lands on the sale with an admission token in the
    * fragment.
    */
+  /**
+   * The start of a sale: in the pre-queue the page counts down to the opening and says that
+   * everyone gets a random place (no position shown); after the opening it shows the place the
+   * draw gave; then the door opens and it lands on the sale.
+   */
+  async pre_queue(browser) {
+    const { page } = await person(browser, 'prequeue');
+    await waitState(page, 'pre_queue');
+    const explain = await text(page, '#explain');
+    assert.match(explain, /\d+:\d\d:\d\d/, `a countdown: ${explain}`);
+    assert.ok(explain.includes('random place'), explain);
+    assert.ok(!explain.includes('{'), `no unfilled text: ${explain}`);
+    assert.equal(await page.isVisible('#figures'), false, 'no position before the draw');
+    await assertAccessible(page);
+    await step('open');
+    await waitState(page, 'waiting');
+    const position = Number(await text(page, '#position'));
+    assert.ok(position >= 1 && position <= 3, `a place among the three drawn: ${position}`);
+    const landed = page.waitForURL((url) => url.href.startsWith(SHOP), { timeout: WAIT_MS });
+    await step('open_door');
+    await landed;
+    emit({ result: { position } });
+  },
+
   async door(browser) {
     const { page } = await person(browser, 'door');
     await waitState(page, 'waiting');
@@ -403,7 +427,7 @@ const scenarios = {
     await step('pause', { event: 'plain' });
     await waitState(de.page, 'paused', 45000);
     assert.equal(await text(de.page, '#state'), 'Die Warteschlange ist pausiert');
-    assert.equal(await text(de.page, '#position'), '1');
+    assert.equal(await text(de.page, '#position'), '2');
     emit({ result: {} });
   },
 
