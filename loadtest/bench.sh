@@ -46,42 +46,13 @@ TOKEN="bench-$RANDOM-$RANDOM"
 COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS ROUNDS=$ROUNDS FILL=$FILL POOL=$POOL SMALL=$SMALL BIG=$BIG GHOSTS=$GHOSTS CROWD=$CROWD HOLD=$HOLD PERF=$PERF NICE=$NICE bash loadtest/bench.sh"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
-if ! command -v wrk >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; else sudo apt-get install -y -qq wrk >/dev/null; fi
-fi
-for tool in redis-server redis-cli curl wrk; do
-  command -v "$tool" >/dev/null || { echo "bench.sh needs $tool" >&2; exit 2; }
-done
+# shellcheck source=loadtest/common.sh
+source loadtest/common.sh
 
 echo "== building (release)" >&2
 cargo build --release --workspace --quiet
 cargo build --release -p vestibule-loadtest --example costs --quiet
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# A port nobody listens on (bash's /dev/tcp: a refused connection means free).
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
-  done
-}
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2
-  exit 1
-}
 # CPU time (clock ticks, user + system) a process has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # The machine's busy and total clock ticks so far (all cores).
@@ -175,7 +146,7 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a / b}'; }
 run_wrk() { # name url script [wrk script args...]
   local name=$1 url=$2 script=$3; shift 3
   rcli CONFIG RESETSTAT >/dev/null
-  local g0 b0 r0 t0 t1 out
+  local g0 b0 r0 out
   g0=$(cpu_ticks "$GATEWAY_PID"); b0=$(cpu_ticks "$BASELINE_PID"); r0=$(cpu_ticks "$REDIS_PID")
   local m0 m1; read -ra m0 <<<"$(machine_ticks)"
   # wrk's own CPU comes from bash's `times` of this subshell's children.

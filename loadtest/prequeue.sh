@@ -37,41 +37,12 @@ TOKEN="bench-$RANDOM-$RANDOM"
 COMMAND="BIG=$BIG POOL=$POOL ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS NICE=$NICE bash loadtest/prequeue.sh"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
-if ! command -v wrk >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; else sudo apt-get install -y -qq wrk >/dev/null; fi
-fi
-for tool in redis-server redis-cli curl wrk; do
-  command -v "$tool" >/dev/null || { echo "prequeue.sh needs $tool" >&2; exit 2; }
-done
+# shellcheck source=loadtest/common.sh
+source loadtest/common.sh
 
 echo "== building (release)" >&2
 cargo build --release --bin vestibule --quiet
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# A port nobody listens on (bash's /dev/tcp: a refused connection means free).
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
-  done
-}
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2
-  exit 1
-}
 # Milliseconds since the epoch, from bash's own clock (no process started).
 now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $(( t / 1000 )); }
 secs_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}'; }
