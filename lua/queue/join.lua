@@ -24,6 +24,11 @@ local now = now_ms()
 local rec = redis.call('HGET', PEOPLE, person)
 if rec then
   local st, seq, iat, exp = parse_record(rec)
+  if st == 'a' and tonumber(select(2, parse_admission(rec))) <= now then
+    -- An admission that expired unused is over, like a left place: joining again takes a new
+    -- place at the back (the dead ticket would only say "join again").
+    st = 'x'
+  end
   if st == 'w' or st == 'a' then
     local answer = {'existing', tonumber(seq), tonumber(iat), tonumber(exp)}
     if st == 'w' and in_pre_queue(m, now) then
@@ -39,7 +44,7 @@ if rec then
     end
     return answer
   end
-  -- Evicted or left: joining again takes a new place at the back.
+  -- Evicted, left or admission expired: joining again takes a new place at the back.
 end
 -- A signed event's new places come from enqueue tokens only; a ticket it signed resumes above.
 if claim == 'made' and m.identity == 'signed' then

@@ -146,7 +146,51 @@ async fn a_full_queue_answers_503_and_a_closed_event_403(backend: Backend) {
     assert_eq!(app.figures("small").await["waiting"], 2);
 }
 
+/// An admission that expires unused ends the place: the person joins again at the back, rather
+/// than being handed the dead ticket for as long as the keys live.
+async fn after_an_unused_admission_expires_joining_again_gives_a_new_place(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.put_event(
+        "named",
+        json!({"state": "open", "identity": "user_id", "admission_rate": 1000,
+               "admission_ttl_secs": 2}),
+    )
+    .await;
+    let join = |user: &'static str| {
+        let app = &app;
+        async move {
+            let response = app
+                .http
+                .post(app.url("/v1/events/named/join"))
+                .json(&json!({ "user_id": user }))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, first) = join("carol").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let ticket = first["ticket"].as_str().unwrap().to_owned();
+    assert_eq!(app.enter(&ticket).await.0, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    let (status, body) = app.status(&ticket).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::GONE, Some("admission_expired"))
+    );
+    let (status, again) = join("carol").await;
+    assert_eq!(status, StatusCode::CREATED, "a new place: {again}");
+    assert_ne!(again["ticket"], first["ticket"]);
+    assert_eq!(
+        again["state"], "ready",
+        "alone again, and the door has room"
+    );
+}
+
 crate::on_every_store!(
+    after_an_unused_admission_expires_joining_again_gives_a_new_place,
     five_hundred_concurrent_joins_get_positions_one_to_five_hundred_in_sequence_order,
     joining_again_with_a_ticket_returns_the_same_ticket_and_place,
     a_named_person_joining_twice_keeps_one_place,

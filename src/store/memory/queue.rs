@@ -358,15 +358,16 @@ impl Store for MemoryStore {
                             created: false,
                         };
                     }
-                    Stage::Admitted { .. } => {
+                    Stage::Admitted { expires_at_ms, .. } if *expires_at_ms > now => {
                         return JoinOutcome::Placed {
                             place,
                             presence: Presence::Admitted { expires_at_ms: 0 },
                             created: false,
                         }
                     }
-                    // Evicted or left: joining again takes a new place at the back.
-                    Stage::Evicted | Stage::Left => {}
+                    // Evicted, left, or an admission that expired unused (twin: join.lua):
+                    // joining again takes a new place at the back.
+                    Stage::Admitted { .. } | Stage::Evicted | Stage::Left => {}
                 }
             }
             // A signed event's new places come from enqueue tokens only.
