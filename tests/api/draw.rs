@@ -346,6 +346,20 @@ async fn the_draw_refuses_what_it_should(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Garbage paging is refused with the API's JSON error; a huge limit is clamped.
+    for query in ["offset=-1", "limit=abc", "offset=99999999999999999999999"] {
+        let response = app
+            .http
+            .get(app.url(&format!("/admin/v1/events/sale/draw/entries?{query}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request", "{query}");
+    }
+    assert_eq!(app.draw_entries("sale", 0, u64::MAX).await["drawn"], false);
     let early = app.admin_cli(&["draw", "sale"]).await;
     assert!(
         !early.status.success(),

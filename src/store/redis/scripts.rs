@@ -91,27 +91,6 @@ impl Lua {
     }
 }
 
-/// Every script.
-pub(super) struct Scripts {
-    pub(super) join: Lua,
-    pub(super) status: Lua,
-    pub(super) enter: Lua,
-    pub(super) leave: Lua,
-    pub(super) redeem: Lua,
-    pub(super) sweep: Lua,
-    pub(super) put_event: Lua,
-    pub(super) figures: Lua,
-    pub(super) draw: Lua,
-    pub(super) reserve: Lua,
-    pub(super) next_batch: Lua,
-    pub(super) chains: Lua,
-    pub(super) settle: Lua,
-    pub(super) end_hold: Lua,
-    pub(super) ack: Lua,
-    pub(super) dead_letter: Lua,
-    pub(super) backlog: Lua,
-}
-
 macro_rules! script {
     ($family:ident, $dir:literal, $name:ident) => {
         Lua::new(
@@ -131,53 +110,48 @@ macro_rules! script {
     };
 }
 
-impl Scripts {
-    /// Every script's name (the `op` label of its metrics).
-    pub(super) fn names(&self) -> impl Iterator<Item = &'static str> {
-        [
-            &self.join,
-            &self.status,
-            &self.enter,
-            &self.leave,
-            &self.redeem,
-            &self.sweep,
-            &self.put_event,
-            &self.figures,
-            &self.draw,
-            &self.reserve,
-            &self.next_batch,
-            &self.chains,
-            &self.settle,
-            &self.ack,
-            &self.dead_letter,
-            &self.backlog,
-            &self.end_hold,
-        ]
-        .map(|lua| lua.name)
-        .into_iter()
-    }
-
-    pub(super) fn load() -> Self {
-        Self {
-            join: script!(QUEUE, "queue", join),
-            status: script!(QUEUE, "queue", status),
-            enter: script!(QUEUE, "queue", enter),
-            leave: script!(QUEUE, "queue", leave),
-            redeem: script!(QUEUE, "queue", redeem),
-            sweep: script!(QUEUE, "queue", sweep),
-            put_event: script!(QUEUE, "queue", put_event),
-            figures: script!(QUEUE, "queue", figures),
-            draw: script!(QUEUE, "queue", draw),
-            reserve: script!(RESERVATIONS, "reservations", reserve),
-            next_batch: script!(RESERVATIONS, "reservations", next_batch),
-            chains: script!(RESERVATIONS, "reservations", chains),
-            settle: script!(RESERVATIONS, "reservations", settle),
-            end_hold: script!(RESERVATIONS, "reservations", end_hold),
-            ack: script!(RESERVATIONS, "reservations", ack),
-            dead_letter: script!(RESERVATIONS, "reservations", dead_letter),
-            backlog: script!(RESERVATIONS, "reservations", backlog),
+/// Declares every script once: the struct, its loader and the list of names are derived from
+/// the same lines, so a new script cannot be missing from its metrics.
+macro_rules! scripts {
+    ($($name:ident: $family:ident in $dir:literal),+ $(,)?) => {
+        /// Every script.
+        pub(super) struct Scripts {
+            $(pub(super) $name: Lua,)+
         }
-    }
+
+        impl Scripts {
+            /// Every script's name (the `op` label of its metrics).
+            pub(super) fn names(&self) -> impl Iterator<Item = &'static str> {
+                [$(self.$name.name),+].into_iter()
+            }
+
+            pub(super) fn load() -> Self {
+                Self {
+                    $($name: script!($family, $dir, $name),)+
+                }
+            }
+        }
+    };
+}
+
+scripts! {
+    join: QUEUE in "queue",
+    status: QUEUE in "queue",
+    enter: QUEUE in "queue",
+    leave: QUEUE in "queue",
+    redeem: QUEUE in "queue",
+    sweep: QUEUE in "queue",
+    put_event: QUEUE in "queue",
+    figures: QUEUE in "queue",
+    draw: QUEUE in "queue",
+    reserve: RESERVATIONS in "reservations",
+    next_batch: RESERVATIONS in "reservations",
+    chains: RESERVATIONS in "reservations",
+    settle: RESERVATIONS in "reservations",
+    end_hold: RESERVATIONS in "reservations",
+    ack: RESERVATIONS in "reservations",
+    dead_letter: RESERVATIONS in "reservations",
+    backlog: RESERVATIONS in "reservations",
 }
 
 #[cfg(test)]
